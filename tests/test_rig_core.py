@@ -1,0 +1,176 @@
+"""The built-in rig evaluated by core (numpy and torch), without Blender."""
+import numpy as np
+import pytest
+import torch
+
+from core.layout import LAYOUT
+from core.rig import load_rig
+
+BROW_AUS = ("AU01_L", "AU01_R", "AU02_L", "AU02_R", "AU04")
+EYE_AUS = ("AU05", "AU07", "AU43_L", "AU43_R")
+MOUTH_AUS = ("AU10", "AU12_L", "AU12_R", "AU14", "AU15", "AU17", "AU18", "AU20", "AU22", "AU23", "AU24",
+             "AU25", "AU26", "AU30_L", "AU30_R")
+EYEBALL = ("sclera", "iris", "pupil")
+STILL = {  # regions an AU must leave exactly where they are
+    **{au: ("lips", "teeth", "mouth_interior") + EYEBALL for au in BROW_AUS},
+    **{au: ("lips", "teeth", "mouth_interior", "brows") + EYEBALL for au in EYE_AUS},
+    **{au: ("brows", "lashes", "hair") + EYEBALL for au in MOUTH_AUS},
+    "AU06": ("brows", "teeth", "hair") + EYEBALL,
+    "AU09": ("teeth", "mouth_interior", "hair") + EYEBALL,
+}
+MOVES = {**{au: "brows" for au in BROW_AUS}, **{au: "lids" for au in EYE_AUS},
+         **{au: "lips" for au in MOUTH_AUS}, "AU06": "skin", "AU09": "nose"}
+
+
+@pytest.fixture(scope="module")
+def rig():
+    return load_rig()
+
+
+def random_params(n, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(LAYOUT.lo, LAYOUT.hi, (n, len(LAYOUT)))
+    brow = LAYOUT.group_slice("brow_style")
+    p[:, brow] = np.eye(brow.stop - brow.start)[rng.integers(0, brow.stop - brow.start, n)]
+    return p
+
+
+def visible(rig, params):
+    """Vertices of the selected brow style and everything that is not a brow."""
+    brows = LAYOUT.group_slice("brow_style")
+    style = int(np.argmax(params[brows]))
+    keep = np.ones(len(rig.vertices), bool)
+    keep[rig.face_vertices("brows")] = False
+    names = LAYOUT.names[brows]
+    for b, name in enumerate(rig.bone_names):
+        if name.startswith(names[style] + "_"):
+            keep[rig.weight_index[:, 0] == b] = True
+    return keep
+
+
+def test_mesh_size_regions_and_bones(rig):
+    assert 5_000 <= len(rig.vertices) <= 25_000
+    for region in rig.regions:
+        assert (rig.face_regions == rig.regions.index(region)).any(), region
+    for bone in ("root", "neck", "head", "jaw", "lid_upper.L", "lid_lower.R", "lip_corner.L", "brow_inner.R"):
+        assert bone in rig.bone_index
+    assert np.allclose(rig.weight_value.sum(1), 1)
+    assert len(rig.landmark_vertices) == 68 and len(set(rig.landmark_vertices)) == 68
+
+
+def test_neutral_is_the_base_face(rig):
+    n = LAYOUT.neutral()
+    v = rig.skin(n)[0]
+    keep = visible(rig, n)
+    assert np.abs(v[keep] - rig.vertices[keep]).max() < 1e-12
+    # the other brow styles are collapsed onto their hidden bones, inside the head
+    hidden = ~keep
+    assert hidden.sum() > 0
+    assert np.linalg.norm(v[hidden] - rig.vertices[hidden], axis=1).min() > 1e-4
+
+
+def test_numpy_and_torch_agree_and_batch(rig):
+    p = random_params(3, seed=1)
+    vn = rig.skin(p)
+    vt = rig.skin(torch.tensor(p)).numpy()
+    assert vn.shape == (3, len(rig.vertices), 3)
+    assert np.abs(vn - vt).max() < 1e-9 * rig.height
+    assert np.allclose(rig.skin(p[1])[0], vn[1])
+    lm = rig.landmarks_2d(p)
+    assert lm.shape == (3, 68, 2)
+    assert np.allclose(lm, rig.landmarks_2d(torch.tensor(p)).numpy())
+
+
+@pytest.mark.parametrize("au", sorted(MOVES))
+def test_each_au_moves_its_region_and_leaves_others_still(rig, au):
+    n = LAYOUT.neutral()
+    p = n.copy()
+    p[LAYOUT.index[au]] = 1.0
+    d = np.linalg.norm(rig.skin(p)[0] - rig.skin(n)[0], axis=1)
+    own = rig.face_vertices(MOVES[au])
+    assert d[own].max() > 1e-3, f"{au} barely moves {MOVES[au]}"
+    for region in STILL[au]:
+        assert d[rig.face_vertices(region)].max() < 1e-12, f"{au} moves {region}"
+    side = LAYOUT.channels[LAYOUT.index[au]].side
+    if side != "B" and not au.startswith("AU30"):  # one-sided AUs stay on their side (AU30 names a direction)
+        x = rig.vertices[d > 1e-12, 0]
+        assert (x * (1 if side == "L" else -1) >= -1e-9).all(), f"{au} moves the other side"
+
+
+@pytest.mark.parametrize("left", [c.name for c in LAYOUT.au_channels if c.side == "L"])
+def test_left_and_right_channels_mirror_each_other(rig, left):
+    right = left[:-2] + "_R"
+    n = LAYOUT.neutral()
+    pl, pr = n.copy(), n.copy()
+    pl[LAYOUT.index[left]] = pr[LAYOUT.index[right]] = 0.8
+    vl, vr = rig.skin(pl)[0], rig.skin(pr)[0]
+    m = rig.vertex_mirror
+    assert (m >= 0).all()
+    assert np.abs(vl[m] * [-1, 1, 1] - vr).max() < 1e-9 * rig.height
+
+
+def test_pose_mirrors_and_moves_the_whole_head(rig):
+    n = LAYOUT.neutral()
+    p = n.copy()
+    p[LAYOUT.index["pose_yaw"]] = 30
+    q = n.copy()
+    q[LAYOUT.index["pose_yaw"]] = -30
+    vp, vq = rig.skin(p)[0], rig.skin(q)[0]
+    assert np.abs(vp[rig.vertex_mirror] * [-1, 1, 1] - vq).max() < 1e-9 * rig.height
+    # yaw + turns the face toward the subject's left (+x), the nose tip moves to +x
+    tip = rig.landmark_vertices[30]
+    assert vp[tip, 0] > rig.vertices[tip, 0] + 0.02
+
+
+def _affected_landmarks(rig, channel_cols):
+    """Landmarks the rig says a channel moves: weighted to a bone its tables touch, or below one."""
+    touched = np.zeros(len(rig.bone_names), bool)
+    for c in channel_cols:
+        touched |= np.abs(rig.basis[c]).sum(1) > 0
+    for b, p in enumerate(rig.bone_parents):  # parents come first, so one pass propagates down
+        if p >= 0 and touched[p]:
+            touched[b] = True
+    w = rig.dense_weights[rig.landmark_vertices]
+    return (w[:, touched] > 0).any(1)
+
+
+def test_landmark_gradients_follow_the_rig(rig):
+    p = torch.tensor(random_params(1, seed=3)[0], requires_grad=True)
+    lm = rig.landmarks_2d(p)[0]
+    jac = torch.autograd.functional.jacobian(lambda x: rig.landmarks_2d(x)[0], p)  # (68, 2, P)
+    assert torch.isfinite(lm).all() and torch.isfinite(jac).all()
+    moved = (jac.abs().sum(1) > 0).numpy()  # (68, P)
+    cols = {n: [i for i, c in enumerate(rig.coefficient_names) if c.split("@")[0] == n] for n in LAYOUT.names}
+    for group in ("pose", "au", "identity"):
+        sl = LAYOUT.group_slice(group)
+        assert moved[:, sl].any(0).sum() > 0.8 * (sl.stop - sl.start), group
+    for i, name in enumerate(LAYOUT.names):
+        expected = _affected_landmarks(rig, cols[name])
+        assert not (moved[:, i] & ~expected).any(), f"{name}: gradient on landmarks the rig does not move"
+    # and the gradients are the derivatives of the numpy rig (central differences)
+    x = p.detach().numpy()
+    eps = np.where(LAYOUT.hi - LAYOUT.lo > 10, 1e-3, 1e-5)
+    step = np.eye(len(x)) * eps
+    fd = (rig.landmarks_2d(x + step) - rig.landmarks_2d(x - step)) / (2 * eps[:, None, None])  # (P, 68, 2)
+    assert np.abs(fd.transpose(1, 2, 0) - jac.numpy()).max() < 1e-3  # pixels per unit
+
+
+def test_wrong_parameter_length_is_refused(rig):
+    with pytest.raises(ValueError, match=rf"expected length {len(LAYOUT)} \(layout .*\), got length 7"):
+        rig.skin(np.zeros(7))
+    with pytest.raises(ValueError, match=rf"expected length {len(LAYOUT)}"):
+        rig.landmarks_2d(torch.zeros(2, 7))
+
+
+def test_landmarks_project_inside_the_image_on_the_face(rig):
+    lm = rig.landmarks_2d(LAYOUT.neutral())[0]
+    res = rig.camera.resolution
+    assert (lm > 0.05 * res).all() and (lm < 0.95 * res).all()
+    # iBUG order: the subject's right side (image left) first; the chin in the middle
+    assert lm[0, 0] < lm[8, 0] < lm[16, 0]
+    assert lm[36, 0] < lm[39, 0] < lm[42, 0] < lm[45, 0]
+    assert lm[19, 1] < lm[37, 1] < lm[30, 1] < lm[51, 1] < lm[57, 1] < lm[8, 1]
+
+
+def test_rig_hash_is_stable(rig):
+    assert rig.hash == load_rig().hash and len(rig.hash) == 16
