@@ -54,7 +54,7 @@ class Camera:
         return self.lens_mm / self.sensor_mm * (resolution or self.resolution)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rig:
     """Everything needed to evaluate and build the rig. Arrays are read-only."""
 

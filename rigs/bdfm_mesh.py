@@ -442,8 +442,9 @@ def _skin_weights(m, skin: Skin, charts, heads, verts, lower_flag, zm, spec):
     h = hats(u, [-W, -0.012, 0.0, 0.012, W])
     up_sh = {"lip_corner.R": h[:, 0], "lip_upper.R": h[:, 1], "lip_upper": h[:, 2], "lip_upper.L": h[:, 3],
              "lip_corner.L": h[:, 4]}
-    lo_sh = {"lip_corner.R": 0.75 * h[:, 0], "lip_lower.R": h[:, 1], "lip_lower": h[:, 2], "lip_lower.L": h[:, 3],
-             "lip_corner.L": 0.75 * h[:, 4], "jaw": 0.25 * (h[:, 0] + h[:, 4])}
+    # both rims carry the same corner weights, so the slit stays closed at the corners
+    lo_sh = {"lip_corner.R": h[:, 0], "lip_lower.R": h[:, 1], "lip_lower": h[:, 2], "lip_lower.L": h[:, 3],
+             "lip_corner.L": h[:, 4]}
     claim(mouth * upper_side, up_sh)
     claim(mouth * ~upper_side, lo_sh)
 

@@ -1,0 +1,156 @@
+"""Contact sheet: Workbench renders of the rig, one labelled tile per face, in one PNG.
+
+Tiles: the neutral face (and a copy with the 68 landmarks projected by ``core``), every AU
+channel at full intensity, random identities, every brow style and the pose extremes.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import bpy
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import rig_builder
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+N_IDENTITIES = 6
+POSE_EXTREMES = (("pose_yaw", -45.0), ("pose_yaw", 45.0), ("pose_pitch", -30.0),
+                 ("pose_pitch", 30.0), ("pose_roll", -30.0), ("pose_roll", 30.0))
+
+
+def sheet_entries(rig, seed: int = 0) -> list[tuple[str, str, np.ndarray]]:
+    """(title, description, parameter vector) of every tile, in sheet order."""
+    layout = rig.layout
+    neutral = layout.neutral()
+
+    def with_(**values):
+        p = neutral.copy()
+        for name, v in values.items():
+            p[layout.index[name]] = v
+        return p
+
+    entries = [("neutral", "base face", neutral)]
+    for ch in layout.au_channels:
+        entries.append((ch.name, ch.description, with_(**{ch.name: ch.hi})))
+    rng = np.random.default_rng(seed)
+    ident, brows = layout.group_slice("identity"), layout.group_names("brow_style")
+    for i in range(N_IDENTITIES):
+        p = neutral.copy()
+        p[ident] = rng.uniform(0.0, 1.0, ident.stop - ident.start)
+        brow = brows[rng.integers(len(brows))]
+        p[layout.group_slice("brow_style")] = [float(b == brow) for b in brows]
+        entries.append((f"identity {i + 1} (seed {seed})", f"random sliders, {brow}", p))
+    for brow in brows:
+        p = with_(**{b: float(b == brow) for b in brows})
+        entries.append((brow, layout.channels[layout.index[brow]].description, p))
+    for name, value in POSE_EXTREMES:
+        entries.append((f"{name} {value:+g}", layout.channels[layout.index[name]].description,
+                        with_(**{name: value})))
+    return entries
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence Blender's C-level 'Saved: ...' lines (they would break the progress bar)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def setup_scene(rig, size: int):
+    """Empty factory scene with the rig, its camera and lights, Workbench at ``size`` px."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    arm_obj, mesh_obj = rig_builder.build_rig(rig)
+    rig_builder.setup_camera_and_lights(rig, scene, resolution=size)
+    rig_builder.setup_workbench(scene)
+    return scene, arm_obj
+
+
+def render_tile(scene, arm_obj, params, path: Path) -> np.ndarray:
+    """Render ``params`` to ``path`` and return the BGR image."""
+    rig_builder.set_params(arm_obj, params)
+    scene.render.filepath = str(path)
+    with _quiet_stdout():
+        bpy.ops.render.render(write_still=True)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise RuntimeError(f"render produced no readable image at {path}")
+    return img
+
+
+def draw_landmarks(img: np.ndarray, points: np.ndarray, color=(0, 255, 0)) -> np.ndarray:
+    """Dots at pixel coordinates (x right, y down, (0, 0) the image's top-left corner)."""
+    out = img.copy()
+    radius = max(1, img.shape[0] // 150)
+    for x, y in points:  # pixel i covers [i, i + 1): its center is i + 0.5
+        center = (int(round((x - 0.5) * 16)), int(round((y - 0.5) * 16)))
+        cv2.circle(out, center, radius * 16, color, -1, cv2.LINE_AA, shift=4)
+    return out
+
+
+def _fit(text: str, width: int, scale: float) -> str:
+    if cv2.getTextSize(text, FONT, scale, 1)[0][0] <= width:
+        return text
+    while text and cv2.getTextSize(text + "...", FONT, scale, 1)[0][0] > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def labelled(img: np.ndarray, title: str, description: str) -> np.ndarray:
+    """The tile with a two-line label strip underneath."""
+    size = img.shape[1]
+    scale = 0.4 * size / 256
+    line = int(round(18 * size / 256))
+    strip = np.full((2 * line + line // 2, size, 3), 30, np.uint8)
+    for i, (text, color) in enumerate(((title, (255, 255, 255)), (description, (180, 180, 180)))):
+        cv2.putText(strip, _fit(text, size - 8, scale), (4, line * (i + 1)), FONT, scale, color, 1,
+                    cv2.LINE_AA)
+    return np.vstack([img, strip])
+
+
+def compose(tiles: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
+    h, w = tiles[0].shape[:2]
+    rows = -(-len(tiles) // columns)
+    sheet = np.full((rows * (h + gap) + gap, columns * (w + gap) + gap, 3), 15, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        y, x = gap + r * (h + gap), gap + c * (w + gap)
+        sheet[y:y + h, x:x + w] = tile
+    return sheet
+
+
+def render_contact_sheet(rig, output, size: int = 256, columns: int = 8, seed: int = 0,
+                         progress: bool = True) -> np.ndarray:
+    """Render every tile of :func:`sheet_entries`, write the sheet PNG to ``output``, return it."""
+    entries = sheet_entries(rig, seed)
+    scene, arm_obj = setup_scene(rig, size)
+    tiles = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (title, description, params) in enumerate(
+                tqdm(entries, desc="rendering", unit="tile", file=sys.stderr, disable=not progress)):
+            img = render_tile(scene, arm_obj, params, Path(tmp) / f"tile{i:03d}.png")
+            tiles.append(labelled(img, title, description))
+            if i == 0:  # the neutral face again, with core's projected landmarks on it
+                points = rig.landmarks_2d(params, size)[0]
+                tiles.append(labelled(draw_landmarks(img, points), "neutral + landmarks",
+                                      "68 iBUG points projected by core"))
+    sheet = compose(tiles, columns)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(output), sheet):
+        raise OSError(f"could not write {output}")
+    return sheet

@@ -1,0 +1,26 @@
+"""The embedded scripted performance: deterministic, in range, reaches every beat, smooth."""
+import numpy as np
+
+from core.layout import LAYOUT
+from core.performance import BEATS, scripted_performance
+
+
+def test_performance_is_deterministic_in_range_and_smooth():
+    a, b = scripted_performance(30), scripted_performance(30)
+    assert np.array_equal(a.params, b.params)
+    assert a.params.shape == (len(a.times), len(LAYOUT))
+    assert np.array_equal(LAYOUT.clamp(a.params), a.params)
+    step = np.abs(np.diff(a.params, axis=0))
+    assert step[:, LAYOUT.group_slice("au")].max() < 0.35  # no jump between frames (a blink is fast)
+    assert step[:, LAYOUT.group_slice("pose")].max() < 6.0
+    ident = a.params[:, LAYOUT.group_slice("identity")]
+    assert np.ptp(ident, axis=0).max() == 0 and np.abs(ident - 0.5).max() > 0.1  # one non-base identity
+
+
+def test_every_beat_is_reached_and_held():
+    perf = scripted_performance(30)
+    for label, _, values in BEATS:
+        frames = [i for i, lab in enumerate(perf.labels) if lab == label]
+        assert frames, label
+        for name, v in values.items():
+            assert np.isclose(perf.params[frames, LAYOUT.index[name]], v).any(), (label, name)
