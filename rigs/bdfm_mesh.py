@@ -419,7 +419,7 @@ def _skin_weights(m, skin: Skin, charts, heads, verts, lower_flag, zm, spec):
     close = math.radians(_au_rot(spec, "AU43_L", "lid_upper.L")[0] * m["lid_close_fraction"])
     for s, ch in charts.items():
         sigma, t, rad, dy = ch.chart(verts)
-        front = dy < 0.004
+        front = 1 - smoothstep(-0.006, 0.008, dy)  # fades out toward the side of the head
         tu, tl = ch.t_up(sigma), ch.t_low(sigma)
         upper = t >= 0.5 * (tu + tl)
         on_lid = (1 - smoothstep(1.06 * ch.R, 1.4 * ch.R, rad)) * front * (np.abs(sigma) < 1)
@@ -427,7 +427,7 @@ def _skin_weights(m, skin: Skin, charts, heads, verts, lower_flag, zm, spec):
         w_up *= on_lid * upper
         w_lo = (1 - smoothstep(0, math.radians(22), tl - t)) * np.clip(1 - sigma ** 2, 0, 1) ** 0.5
         w_lo *= on_lid * ~upper
-        total = (1 - smoothstep(1.3 * ch.R, 2.3 * ch.R, rad)) * front * side_mask(verts, ch.side)
+        total = (1 - smoothstep(1.15 * ch.R, 2.5 * ch.R, rad)) * front * side_mask(verts, ch.side)
         with np.errstate(divide="ignore", invalid="ignore"):
             lid_u = np.where(total > 0, np.minimum(w_up, total) / np.maximum(total, 1e-9), 0)
             lid_l = np.where(total > 0, np.minimum(w_lo, total) / np.maximum(total, 1e-9), 0)
