@@ -27,6 +27,8 @@ from .layout import ParameterLayout
 from .rig import LOCAL_FIELDS, ROTATION_MODES, Camera, Rig, RigSpecError, coefficient_names
 
 N_LANDMARKS = 68
+# ``rigs`` sits beside ``core``: top-level in the repository, inside the package when vendored
+_RIGS_PACKAGE = ".".join(__package__.split(".")[:-1] + ["rigs"])
 
 
 def read_spec(path: Path) -> dict:
@@ -183,7 +185,7 @@ def build_rig(path: Path, layout: ParameterLayout) -> Rig:
     bones = _expand_mirrored_bones(chk, bones)
     gen_name = chk.get(spec, "generator", "spec", str)
     try:
-        gen = importlib.import_module(f"rigs.{gen_name}")
+        gen = importlib.import_module(f"{_RIGS_PACKAGE}.{gen_name}")
     except ImportError as e:
         chk.fail("generator", f"cannot import rigs.{gen_name}: {e}")
     heads_by_name = {}
