@@ -83,6 +83,11 @@ def setup_scene(rig, size: int):
 def render_tile(scene, arm_obj, params, path: Path) -> np.ndarray:
     """Render ``params`` to ``path`` and return the BGR image."""
     rig_builder.set_params(arm_obj, params)
+    return render_image(scene, path)
+
+
+def render_image(scene, path: Path) -> np.ndarray:
+    """Render the scene as it stands to ``path`` and return the BGR image."""
     scene.render.filepath = str(path)
     with _quiet_stdout():
         bpy.ops.render.render(write_still=True)

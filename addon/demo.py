@@ -66,10 +66,7 @@ def run_demo(out_dir: Path, size: int = 256, fps: float = 30.0) -> dict:
     for label, frame in beat_frames(perf):
         scene.frame_set(frame)
         path = out_dir / ".demo_frame.png"
-        scene.render.filepath = str(path)
-        with contact_sheet._quiet_stdout():
-            bpy.ops.render.render(write_still=True)
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        img = contact_sheet.render_image(scene, path)
         tiles.append(contact_sheet.labelled(img, label, f"frame {frame} / {len(perf.params)}"))
         path.unlink()
     strip = out_dir / "demo_strip.png"

@@ -311,9 +311,7 @@ def _skin_grid(m, skin: Skin, heads, spec):
     col = np.tile(np.arange(nc), nr)
     # crown pole
     pole = len(verts)
-    verts = np.vstack([verts, [[0.0, (skin.section(m["crown_z"])[1] * 0), m["crown_z"]]]])
-    verts[pole] = skin.point(np.array(m["crown_z"] - 1e-6), np.array(0.0))
-    verts[pole, :2] = 0.0
+    verts = np.vstack([verts, [[0.0, 0.0, m["crown_z"] - 1e-6]]])
 
     # quads -> triangles
     r, c = np.meshgrid(np.arange(nr - 1), np.arange(nc), indexing="ij")
@@ -511,7 +509,7 @@ def _add_eyeball(parts: _Parts, m, center, bone):
     beta = np.linspace(0, 2 * math.pi, nb, endpoint=False)
     A, B = np.meshgrid(alphas, beta, indexing="ij")
     pts = np.stack([np.sin(A) * np.cos(B), -np.cos(A), np.sin(A) * np.sin(B)], -1).reshape(-1, 3)
-    verts = np.vstack([[0, -1, 0], pts, ]) * R + center
+    verts = np.vstack([[0, -1, 0], pts]) * R + center
     faces, regs = [], []
     na = len(alphas)
     for j in range(nb):
@@ -571,7 +569,7 @@ def _add_brows(parts: _Parts, m, skin: Skin, heads, side, sgn):
         th = np.maximum(th, 0.0004)
         v = np.linspace(-0.5, 0.5, n_across)
         X = np.repeat(x[:, None], n_across, 1) * sgn
-        Zs = zc[:, None] + th[:, None] * v[None, :] + 0.15 * th[:, None] * (v[None, :] < 0) * 0
+        Zs = zc[:, None] + th[:, None] * v[None, :]
         bulge = 0.0009 + 0.0006 * np.cos(math.pi * v)[None, :] * np.ones((n_along, 1))
         pts = skin.project_xz(X.reshape(-1), Zs.reshape(-1), bulge.reshape(-1))
         faces = []
@@ -625,7 +623,6 @@ def _landmarks(m, skin: Skin, charts, heads, verts, grid_ring, grid_col, nc, mir
                corner_cols, lower_copy, rim_eye, rim_upper, used, zs, phis):
     """The 68 iBUG points as vertex indices; right-side points mirror the left by column."""
     n_grid = len(zs) * nc
-    lower_of = {v: c for v, c in lower_copy.items()}
 
     def grid_index(ring, col):
         return int(ring) * nc + int(col)

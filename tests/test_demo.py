@@ -1,5 +1,4 @@
 """The demo keys the embedded performance onto the rig; Blender plays back the scripted values."""
-import bpy
 import numpy as np
 import pytest
 

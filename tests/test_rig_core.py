@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import conftest
 from core.layout import LAYOUT
 from core.rig import load_rig
 
@@ -28,11 +29,7 @@ def rig():
 
 
 def random_params(n, seed=0):
-    rng = np.random.default_rng(seed)
-    p = rng.uniform(LAYOUT.lo, LAYOUT.hi, (n, len(LAYOUT)))
-    brow = LAYOUT.group_slice("brow_style")
-    p[:, brow] = np.eye(brow.stop - brow.start)[rng.integers(0, brow.stop - brow.start, n)]
-    return p
+    return conftest.random_params(LAYOUT, np.random.default_rng(seed), n)
 
 
 def visible(rig, params):
