@@ -3,8 +3,6 @@
 Registers the operator that adds the built-in face rig (BDFM) and a sidebar panel with its
 channels (head pose, AUs, identity sliders, brow style) as animatable properties.
 """
-from __future__ import annotations
-
 import bpy
 
 from ._core import LAYOUT
