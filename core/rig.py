@@ -147,33 +147,54 @@ class Rig:
         return _coefficients(self.layout, params, _ns(params) if xp is None else xp)
 
     # --- evaluation (numpy or torch, chosen by the type of ``params``) ------------
-    def bone_locals(self, params):
-        """(N, B, 9) bone local loc / rot (deg) / scale for parameters (N, P)."""
+    def bone_locals(self, params, bones=None):
+        """(N, B, 9) bone local loc / rot (deg) / scale for parameters (N, P) (all bones, or ``bones``)."""
         xp = _ns(params)
         coef = self.coefficients(params, xp)
-        basis = xp.asarray(self.basis.reshape(len(self.coefficient_names), -1), coef)
-        base = xp.asarray(self.base_locals.reshape(-1), coef)
-        return (base + coef @ basis).reshape(coef.shape[0], len(self.bone_names), 9)
+        bones = np.arange(len(self.bone_names)) if bones is None else np.asarray(bones)
+        basis = xp.asarray(self.basis[:, bones].reshape(len(self.coefficient_names), -1), coef)
+        base = xp.asarray(self.base_locals[bones].reshape(-1), coef)
+        return (base + coef @ basis).reshape(coef.shape[0], len(bones), 9)
 
-    def pose_matrices(self, params):
-        """(N, B, 4, 4) armature-space pose matrices of every bone."""
-        return _pose_matrices(self, self.bone_locals(params), _ns(params))
+    def pose_matrices(self, params, bones=None):
+        """(N, B, 4, 4) armature-space pose matrices of every bone (or of ``bones``, which must
+        hold every ancestor of its members)."""
+        return _pose_matrices(self, self.bone_locals(params, bones), _ns(params), bones)
 
-    def skin_matrices(self, params):
+    def skin_matrices(self, params, bones=None):
         """(N, B, 4, 4) pose @ inverse(rest): what moves a rest vertex with the bone."""
         xp = _ns(params)
-        pose = self.pose_matrices(params)
-        rest_inv = np.tile(np.eye(4), (len(self.bone_names), 1, 1))
-        rest_inv[:, :3, 3] = -self.bone_heads
+        pose = self.pose_matrices(params, bones)
+        heads = self.bone_heads if bones is None else self.bone_heads[np.asarray(bones)]
+        rest_inv = np.tile(np.eye(4), (len(heads), 1, 1))
+        rest_inv[:, :3, 3] = -heads
         return pose @ xp.asarray(rest_inv, pose)
 
+    def bones_moving(self, vertices) -> np.ndarray:
+        """Sorted indices of the bones that move ``vertices``, with all their ancestors."""
+        used = set(np.flatnonzero(self.dense_weights[np.asarray(vertices)].any(0)).tolist())
+        for b in list(used):
+            p = self.bone_parents[b]
+            while p >= 0:
+                used.add(int(p))
+                p = self.bone_parents[p]
+        return np.array(sorted(used), int)
+
     def skin(self, params, vertices: np.ndarray | None = None):
-        """Deformed positions (N, V, 3) of rig vertices (all, or the given indices)."""
+        """Deformed positions (N, V, 3) of rig vertices (all, or the given indices).
+
+        With ``vertices`` given, only the bones that move them are evaluated."""
         xp = _ns(params)
         params = _batch(self.layout, params, xp)
-        idx = np.arange(len(self.vertices)) if vertices is None else np.asarray(vertices)
-        mats = self.skin_matrices(params)[..., :3, :]  # (N, B, 3, 4)
-        w = xp.asarray(self.dense_weights[idx], mats)  # (V, B)
+        if vertices is None:
+            idx, bones = np.arange(len(self.vertices)), None
+            w = self.dense_weights
+        else:
+            idx = np.asarray(vertices)
+            bones = self.bones_moving(idx)
+            w = self.dense_weights[idx][:, bones]
+        mats = self.skin_matrices(params, bones)[..., :3, :]  # (N, B, 3, 4)
+        w = xp.asarray(w, mats)  # (V, B)
         blended = xp.einsum("vb,nbij->nvij", w, mats)  # (N, V, 3, 4)
         rest = xp.asarray(self.vertices[idx], mats)
         return xp.einsum("nvij,vj->nvi", blended[..., :3], rest) + blended[..., 3]
@@ -314,29 +335,41 @@ def euler_matrix(angles_rad, order: str, xp=None):
     return mats[order[2]] @ mats[order[1]] @ mats[order[0]]
 
 
-def _pose_matrices(rig: Rig, local, xp):
-    """Blender's pose chain: pose = parent_pose @ (parent_rest^-1 @ rest) @ T(loc) R(rot) S(scale)."""
+def _pose_matrices(rig: Rig, local, xp, bones=None):
+    """Blender's pose chain: pose = parent_pose @ (parent_rest^-1 @ rest) @ T(loc) R(rot) S(scale).
+
+    ``local`` holds the bones ``bones`` (default all), a set closed under taking parents."""
     n, b = local.shape[:2]
+    bones = np.arange(len(rig.bone_names)) if bones is None else np.asarray(bones)
+    modes = [rig.bone_rotation_modes[i] for i in bones]
     loc, rot, scale = local[..., 0:3], local[..., 3:6] * (math.pi / 180.0), local[..., 6:9]
-    rmats = [(mode, euler_matrix(rot, mode, xp)) for mode in sorted(set(rig.bone_rotation_modes))]
+    rmats = [(mode, euler_matrix(rot, mode, xp)) for mode in sorted(set(modes))]
     if len(rmats) == 1:
         rmat = rmats[0][1]
     else:
-        sel = np.array([[m == mode for m in rig.bone_rotation_modes] for mode, _ in rmats], float)
+        sel = np.array([[m == mode for m in modes] for mode, _ in rmats], float)
         rmat = sum(r * xp.asarray(sel[k][None, :, None, None], r) for k, (_, r) in enumerate(rmats))
     rs = rmat * scale[..., None, :]  # R @ diag(S)
     # relative rest offset: translation head - parent_head (all rest rotations are identity)
-    parents = rig.bone_parents
-    offset = rig.bone_heads - np.where(parents[:, None] >= 0, rig.bone_heads[parents], 0.0)
+    parents = rig.bone_parents[bones]
+    heads = rig.bone_heads[bones]
+    offset = heads - np.where(parents[:, None] >= 0, rig.bone_heads[parents], 0.0)
     t = loc + xp.asarray(offset, local)
     bottom = xp.asarray(np.broadcast_to([0.0, 0.0, 0.0, 1.0], (n, b, 1, 4)), local)
     local_m = xp.cat([xp.cat([rs, t[..., None]], -1), bottom], -2)  # (N, B, 4, 4)
-    out = [None] * b
+    position = {int(bone): k for k, bone in enumerate(bones)}
+    out = {}
     for level in _levels(rig):
         for i in level:
-            p = parents[i]
-            out[i] = local_m[:, i] if p < 0 else out[p] @ local_m[:, i]
-    return xp.stack(out, 1)
+            k = position.get(int(i))
+            if k is None:
+                continue
+            p = rig.bone_parents[i]
+            if p >= 0 and int(p) not in position:
+                raise ValueError(f"bone {rig.bone_names[i]!r} is evaluated without its parent "
+                                 f"{rig.bone_names[p]!r}")
+            out[k] = local_m[:, k] if p < 0 else out[position[int(p)]] @ local_m[:, k]
+    return xp.stack([out[k] for k in range(b)], 1)
 
 
 def _levels(rig: Rig) -> list[list[int]]:
