@@ -1,0 +1,76 @@
+"""Tracker speed: end-to-end frames per second vs the bare landmark backend, same video, one run.
+
+    python benchmarks/bench_tracker.py [VIDEO] [--repeat 3]
+
+VIDEO defaults to ../shared/media/single_face.mp4 when present, else the demo clip
+(out/demo_clip.mp4, made by `make demo`). Three figures, each the best of ``--repeat`` passes:
+
+* backend alone: the backend's ``detect`` on frames decoded beforehand (no decoding counted);
+* decode + backend: the same, decoding included, in one thread;
+* tracker: ``track_video`` end to end (decoding thread, detection, face following, ONNX
+  estimator, calibration, smoothing), without writing files.
+Goals on 2 cores: tracker >= 100 fps at 640x360 and >= 0.7 of the backend alone.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.landmarks import open_backend  # noqa: E402
+from core.track import TrackConfig, read_frames, track_video, video_info  # noqa: E402
+
+
+def default_video() -> Path:
+    for candidate in (ROOT.parent / "shared" / "media" / "single_face.mp4", ROOT / "out" / "demo_clip.mp4"):
+        if candidate.is_file():
+            return candidate
+    sys.exit("no video: give one, or run `make demo` to make out/demo_clip.mp4")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("video", nargs="?", type=Path)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    video = args.video or default_video()
+    info = video_info(video)
+    frames = [img for _, img in read_frames(video)]
+    n = len(frames)
+
+    def backend_alone():
+        with open_backend("mediapipe", video=True, max_faces=1) as b:
+            start = time.perf_counter()
+            for img in frames:
+                b.detect(img)
+            return time.perf_counter() - start
+
+    def decode_and_backend():
+        with open_backend("mediapipe", video=True, max_faces=1) as b:
+            start = time.perf_counter()
+            for _, img in read_frames(video, prefetch=1):
+                b.detect(img)
+            return time.perf_counter() - start
+
+    def tracker():
+        start = time.perf_counter()
+        track_video(video, TrackConfig(), progress=False)
+        return time.perf_counter() - start
+
+    best = {name: min(fn() for _ in range(args.repeat))
+            for name, fn in (("backend alone", backend_alone), ("decode + backend", decode_and_backend),
+                             ("tracker end to end", tracker))}
+    print(f"video: {video} ({info['width']}x{info['height']}, {n} frames); best of {args.repeat}")
+    print(f"{'':22s} {'frames/s':>9s} {'ms/frame':>9s} {'vs backend':>11s}")
+    base = n / best["backend alone"]
+    for name, seconds in best.items():
+        fps = n / seconds
+        print(f"{name:22s} {fps:9.1f} {1000 / fps:9.2f} {fps / base:11.2f}")
+
+
+if __name__ == "__main__":
+    main()

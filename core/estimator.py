@@ -1,0 +1,481 @@
+"""The landmark path's estimator: 68 detected landmarks -> the full parameter vector.
+
+A small network (five-point alignment, then an MLP) trained in two stages:
+
+1. **Synthetic**: random parameters (identity, brow style, sparse AUs, head pose) through
+   the rig give exact 3-D landmarks; a random camera (distance, off-axis position) projects
+   them and detector-like noise, per-face bias, jitter and occlusion are added. No rendering.
+2. **Self-supervised** (:func:`adapt`) on landmarks detected in unlabeled real video:
+   predicted parameters -> differentiable rig -> projected, aligned landmarks compared to
+   the detected ones, plus the paper's parameter (sparsity) and loopback losses, with
+   synthetic batches kept in the mix.
+
+The network takes landmarks in image pixels: the alignment is part of the graph, so the
+exported ONNX model needs nothing but the 68 points. Its output is the parameter vector in
+the shared layout (brow style as probabilities), roll included: the alignment's rotation
+plus the network's residual.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .align import apply_similarity, five_points, roll_degrees, similarity, template
+from .layout import LAYOUT, ParameterLayout
+from .rig import Rig, load_rig
+
+CHECKPOINT_FORMAT = "au2rig-landmark-estimator"
+CHECKPOINT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_ONNX = MODELS_DIR / "landmarks.onnx"
+DEFAULT_CHECKPOINT = MODELS_DIR / "landmarks.pt"
+
+# landmark groups of the iBUG 68 convention (for noise and occlusion)
+JAW = tuple(range(0, 17))
+OCCLUDERS = (tuple(range(0, 8)), tuple(range(9, 17)), tuple(range(48, 68)),
+             tuple(range(17, 22)) + tuple(range(36, 42)), tuple(range(22, 27)) + tuple(range(42, 48)))
+
+
+# --- configuration --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How synthetic training faces are drawn."""
+    yaw: float = 40.0          # pose limits in degrees (uniform in +-limit)
+    pitch: float = 25.0
+    roll: float = 25.0
+    au_active: float = 0.3     # probability that an AU channel is active (value uniform 0..1)
+    symmetric: float = 0.7     # probability that a split AU copies its left value to the right
+    neutral_faces: float = 0.1  # share of faces with all AUs at zero
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Detector-like corruption, in units of the inter-ocular distance."""
+    jitter: float = 0.012      # per-point noise: sigma uniform in 0..jitter
+    jaw_factor: float = 2.0    # the jaw line is noisier
+    bias: float = 0.008        # per-face, per-point offset: sigma uniform in 0..bias
+    occlusion: float = 0.05    # probability of one occluded group
+    occluded_sigma: float = 0.06
+    distance: tuple[float, float] = (0.7, 4.0)  # camera distance, as a factor of the rig's
+    off_axis: float = 0.15     # lateral face position, as a tangent of the view angle
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    hidden: int = 512
+    layers: int = 4
+    pose_scale: float = 30.0   # degrees per unit of the pose head
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    samples: int = 200_000     # synthetic faces generated (3-D landmarks, cached)
+    steps: int = 20_000
+    batch: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    validate_every: int = 2_000
+    checkpoint_every: int = 1_000
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+
+def _config_from_dict(d: dict) -> TrainConfig:
+    return TrainConfig(**{**d, "sampling": SamplingConfig(**d["sampling"]),
+                          "noise": NoiseConfig(**{**d["noise"], "distance": tuple(d["noise"]["distance"])}),
+                          "network": NetworkConfig(**d["network"])})
+
+
+# --- sampling -------------------------------------------------------------------------------
+def sample_params(n: int, rng: np.random.Generator, cfg: SamplingConfig = SamplingConfig(),
+                  layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """(n, P) random parameter vectors: uniform identity, one brow style, sparse AUs, pose."""
+    p = layout.neutral(n)
+    p[:, layout.group_slice("pose")] = rng.uniform(-1, 1, (n, 3)) * [cfg.yaw, cfg.pitch, cfg.roll]
+    ident = layout.group_slice("identity")
+    p[:, ident] = rng.uniform(0, 1, (n, ident.stop - ident.start))
+    brow = layout.group_slice("brow_style")
+    p[:, brow] = 0.0
+    p[np.arange(n), brow.start + rng.integers(0, brow.stop - brow.start, n)] = 1.0
+    au = layout.group_slice("au")
+    k = au.stop - au.start
+    values = rng.uniform(0, 1, (n, k)) * (rng.uniform(0, 1, (n, k)) < cfg.au_active)
+    values[rng.uniform(0, 1, n) < cfg.neutral_faces] = 0.0
+    names = layout.group_names("au")
+    copy = rng.uniform(0, 1, n) < cfg.symmetric
+    for i, name in enumerate(names):
+        if name.endswith("_R") and name[:-1] + "L" in names:
+            j = names.index(name[:-1] + "L")
+            values[copy, i] = values[copy, j]
+    p[:, au] = values
+    return p
+
+
+def synthetic_landmarks_3d(rig: Rig, params: np.ndarray, chunk: int = 2048, progress=None) -> np.ndarray:
+    """(n, 68, 3) float32 rig landmarks of ``params`` (numpy evaluator, in chunks)."""
+    out = np.empty((len(params), 68, 3), np.float32)
+    for start in range(0, len(params), chunk):
+        out[start:start + chunk] = rig.landmarks_3d(params[start:start + chunk])
+        if progress:
+            progress(min(chunk, len(params) - start))
+    return out
+
+
+def camera_space(rig: Rig, points):
+    """World points (..., 3) -> rig camera coordinates (x right, y up, z toward the viewer)."""
+    cam = rig.camera
+    loc = np.asarray(cam.location, float)
+    if isinstance(points, np.ndarray):
+        return (points - loc) @ np.asarray(cam.rotation)
+    return (points - points.new_tensor(loc)) @ points.new_tensor(np.asarray(cam.rotation))
+
+
+def random_projection(rig: Rig, points, generator, noise: NoiseConfig):
+    """Project (N, 68, 3) torch points through a random camera: (N, 68, 2) image-like coords."""
+    import torch
+
+    n = points.shape[0]
+    p = camera_space(rig, points)
+    d0 = float(np.linalg.norm(np.subtract(rig.camera.look_at, rig.camera.location)))
+    lo, hi = noise.distance
+    scale = torch.exp(torch.empty(n, 1, device=points.device).uniform_(math.log(lo), math.log(hi), generator=generator))
+    depth = -p[..., 2] + (scale - 1.0) * d0
+    offset = torch.empty(n, 1, 2, device=points.device).uniform_(-noise.off_axis, noise.off_axis, generator=generator)
+    xy = p[..., :2] + offset * depth[..., None]
+    uv = xy / depth[..., None]
+    return torch.stack([uv[..., 0], -uv[..., 1]], -1) * 1000.0
+
+
+def corrupt(landmarks, generator, noise: NoiseConfig):
+    """Detector-like noise on (N, 68, 2) torch landmarks (in place of a real detector's errors)."""
+    import torch
+
+    n = landmarks.shape[0]
+    five = five_points(landmarks)
+    iod = (five[:, 1] - five[:, 0]).norm(dim=-1)[:, None, None]
+
+    def u(*shape):
+        return torch.rand(*shape, generator=generator, device=landmarks.device)
+
+    def g(*shape):
+        return torch.randn(*shape, generator=generator, device=landmarks.device)
+
+    point_scale = torch.ones(68, 1, device=landmarks.device)
+    point_scale[list(JAW)] = noise.jaw_factor
+    out = landmarks + g(n, 68, 2) * (u(n, 1, 1) * noise.jitter) * point_scale * iod
+    out = out + g(n, 68, 2) * (u(n, 1, 1) * noise.bias) * iod
+    occluded = u(n) < noise.occlusion
+    if occluded.any():
+        group = torch.randint(0, len(OCCLUDERS), (n,), generator=generator, device=landmarks.device)
+        mask = torch.zeros(n, 68, 1, device=landmarks.device)
+        for k, members in enumerate(OCCLUDERS):
+            rows = torch.nonzero(occluded & (group == k)).flatten()
+            if len(rows):
+                mask[rows[:, None], torch.tensor(members)[None, :]] = 1.0
+        out = out + mask * g(n, 68, 2) * noise.occluded_sigma * iod
+    return out
+
+
+# --- the network ----------------------------------------------------------------------------
+def _torch():
+    import torch
+
+    return torch
+
+
+def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
+    torch = _torch()
+    nn = torch.nn
+    rig = rig or load_rig()
+
+    class LandmarkNet(nn.Module):
+        """(N, 68, 2) landmarks in pixels -> (N, P) parameter vectors."""
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("template", torch.tensor(template(), dtype=torch.float32))
+            mean = apply_similarity(similarity(five_points(rig.landmarks_2d(layout.neutral(1))),
+                                               np.asarray(template())), rig.landmarks_2d(layout.neutral(1)))[0]
+            self.register_buffer("mean_shape", torch.tensor(mean, dtype=torch.float32))
+            width, layers = cfg.hidden, []
+            size_in = 68 * 2
+            for i in range(cfg.layers):
+                layers += [nn.Linear(size_in if i == 0 else width, width), nn.LayerNorm(width), nn.GELU()]
+            self.body = nn.Sequential(*layers)
+            self.groups = {g: layout.group_slice(g) for g in ("pose", "au", "identity", "brow_style")}
+            self.head = nn.Linear(width, len(layout))
+            self.pose_scale = float(cfg.pose_scale)
+
+        def normalise(self, landmarks):
+            transform = similarity(five_points(landmarks), self.template)
+            aligned = apply_similarity(transform, landmarks)
+            return (aligned - self.mean_shape).flatten(1) * 4.0, transform
+
+        def forward(self, landmarks, clamp: bool = True):
+            """Parameter vectors; ``clamp=False`` (training) leaves AU and identity values unclipped
+            so that the loss still has a gradient outside 0..1."""
+            x, transform = self.normalise(landmarks)
+            raw = self.head(self.body(x))
+            g = self.groups
+            pose = raw[:, g["pose"]] * self.pose_scale
+            roll = roll_degrees(transform)
+            pose = torch.cat([pose[:, :2], pose[:, 2:3] + roll[:, None]], 1)
+            au, ident = raw[:, g["au"]], raw[:, g["identity"]]
+            if clamp:
+                au, ident = au.clamp(0.0, 1.0), ident.clamp(0.0, 1.0)
+            return torch.cat([pose, au, ident, torch.softmax(raw[:, g["brow_style"]], 1)], 1)
+
+    return LandmarkNet()
+
+
+def parameter_loss_terms(pred, target, layout: ParameterLayout = LAYOUT):
+    """Supervised loss pieces: pose L1 (per 10 degrees), AU and identity squared error, brow style NLL.
+
+    Squared error, not L1, for the sparse AUs: with most targets at zero, L1's optimum for an
+    ambiguous face is exactly zero and the channel dies."""
+    torch = _torch()
+    g = {name: layout.group_slice(name) for name in ("pose", "au", "identity", "brow_style")}
+    return {"pose": (pred[:, g["pose"]] - target[:, g["pose"]]).abs().mean() / 10.0,
+            "au": (pred[:, g["au"]] - target[:, g["au"]]).square().mean(),
+            "identity": (pred[:, g["identity"]] - target[:, g["identity"]]).square().mean(),
+            "brow": -(target[:, g["brow_style"]] * torch.log(pred[:, g["brow_style"]] + 1e-6)).sum(1).mean()}
+
+
+SUPERVISED_WEIGHTS = {"pose": 1.0, "au": 10.0, "identity": 1.0, "brow": 0.05}
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+def _atomic_torch_save(obj, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        _torch().save(obj, tmp)
+
+
+def _identity_fields(layout: ParameterLayout, rig: Rig) -> dict:
+    return {"layout_version": layout.version, "channels": list(layout.names), "rig": rig.name, "rig_hash": rig.hash}
+
+
+def check_compatible(meta: dict, source: str, layout: ParameterLayout = LAYOUT, rig: Rig | None = None) -> None:
+    """Refuse a model made for another parameter layout or rig, saying which."""
+    rig = rig or load_rig()
+    if meta.get("layout_version") != layout.version or list(meta.get("channels", [])) != list(layout.names):
+        raise ValueError(f"{source}: made for parameter layout {meta.get('layout_version')!r} "
+                         f"({len(meta.get('channels', []))} channels); this is layout {layout.version!r} "
+                         f"({len(layout)} channels)")
+    if meta.get("rig_hash") != rig.hash:
+        raise ValueError(f"{source}: made for rig {meta.get('rig')!r} with hash {meta.get('rig_hash')!r}; "
+                         f"the loaded rig {rig.name!r} has hash {rig.hash!r}")
+
+
+def load_checkpoint(path, layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
+    """(network, checkpoint dict) from a training checkpoint, checked against layout and rig."""
+    torch = _torch()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no estimator checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing
+        raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an au2rig landmark-estimator checkpoint (format field "
+                         f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
+    check_compatible(ckpt, str(path), layout, rig)
+    cfg = _config_from_dict(ckpt["config"])
+    net = build_network(cfg.network, layout, rig)
+    missing, unexpected = net.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the network (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return net, ckpt
+
+
+# --- training -------------------------------------------------------------------------------
+def synthetic_set(cfg: TrainConfig, rig: Rig, cache: Path | None, layout: ParameterLayout = LAYOUT,
+                  progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters and 3-D landmarks of the synthetic training faces (deterministic for the seed;
+    cached in ``cache`` so that resuming does not rebuild them)."""
+    key = json.dumps({"samples": cfg.samples, "seed": cfg.seed, "sampling": asdict(cfg.sampling),
+                      "rig_hash": rig.hash, "layout": layout.version}, sort_keys=True)
+    if cache is not None and cache.is_file():
+        with np.load(cache) as data:
+            if str(data["key"]) == key:
+                return data["params"], data["points"]
+    params = sample_params(cfg.samples, np.random.default_rng(cfg.seed), cfg.sampling, layout)
+    points = synthetic_landmarks_3d(rig, params, progress=progress)
+    if cache is not None:
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, key=key, params=params.astype(np.float32), points=points)
+    return params.astype(np.float32), points
+
+
+def heldout_set(n: int = 2000, seed: int = 12345, rig: Rig | None = None, layout: ParameterLayout = LAYOUT,
+                yaw: float = 30.0, pitch: float = 20.0, roll: float = 20.0, jitter: float = 0.0,
+                resolution: int | None = None):
+    """Held-out evaluation faces: new seed, random identity and pose (yaw +-30, pitch +-20, roll +-20
+    degrees by default), landmarks through the rig's own camera, optional Gaussian jitter (in
+    inter-ocular units). Returns ``(params, landmarks_px)``."""
+    rig = rig or load_rig()
+    rng = np.random.default_rng(seed)
+    params = sample_params(n, rng, SamplingConfig(yaw=yaw, pitch=pitch, roll=roll), layout)
+    lm = rig.landmarks_2d(params, resolution)
+    if jitter:
+        five = five_points(lm)
+        iod = np.linalg.norm(five[:, 1] - five[:, 0], axis=-1)[:, None, None]
+        lm = lm + rng.normal(0, jitter, lm.shape) * iod
+    return params, lm
+
+
+def predict_torch(net, landmarks: np.ndarray, batch: int = 4096) -> np.ndarray:
+    torch = _torch()
+    net.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(landmarks), batch):
+            out.append(net(torch.as_tensor(landmarks[start:start + batch], dtype=torch.float32)).numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, layout: ParameterLayout = LAYOUT,
+          log=print, stop_after: int | None = None, progress: bool = True) -> Path:
+    """Synthetic training. Writes ``out_dir/checkpoint.pt`` (resumed when present and matching the
+    configuration) every ``checkpoint_every`` steps; returns the checkpoint path.
+
+    ``stop_after`` ends the run after that many steps of this call (an interruption, for tests)."""
+    torch = _torch()
+    from tqdm import tqdm
+
+    rig = rig or load_rig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        net = build_network(cfg.network, layout, rig)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, history = 0, []
+    if ckpt_path.is_file():
+        net, ckpt = load_checkpoint(ckpt_path, layout, rig)
+        if json.loads(json.dumps(ckpt["config"])) != json.loads(json.dumps(asdict(cfg))):
+            raise ValueError(f"{ckpt_path}: a checkpoint of a different training configuration is in the way; "
+                             f"use another output folder or delete it")
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        gen.set_state(ckpt["generator"])
+        step, history = ckpt["step"], ckpt["history"]
+        log(f"resuming {ckpt_path} at step {step}")
+
+    bar = tqdm(total=cfg.samples, desc="synthetic faces", unit="face", disable=not progress, leave=False)
+    params, points = synthetic_set(cfg, rig, out_dir / "synthetic.npz", layout, progress=bar.update)
+    bar.close()
+    val_params, val_lm = heldout_set(1000, seed=cfg.seed + 1, rig=rig, layout=layout, jitter=0.01)
+    params_t, points_t = torch.from_numpy(params), torch.from_numpy(points)
+
+    def save():
+        _atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                            **_identity_fields(layout, rig), "config": asdict(cfg), "model": net.state_dict(),
+                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "generator": gen.get_state(), "step": step, "history": history}, ckpt_path)
+
+    bar = tqdm(total=cfg.steps, initial=step, desc="training", unit="step", disable=not progress)
+    done_here = 0
+    net.train()
+    while step < cfg.steps:
+        idx = torch.randint(0, len(params_t), (cfg.batch,), generator=gen)
+        lm = corrupt(random_projection(rig, points_t[idx], gen, cfg.noise), gen, cfg.noise)
+        terms = parameter_loss_terms(net(lm, clamp=False), params_t[idx], layout)
+        loss = sum(SUPERVISED_WEIGHTS[k] * v for k, v in terms.items())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        done_here += 1
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", au=f"{terms['au'].item():.4f}",
+                            pose=f"{terms['pose'].item() * 10:.2f}deg")
+        if step % cfg.validate_every == 0 or step == cfg.steps:
+            summary = evaluate(net, val_params, val_lm, layout)
+            history.append({"step": step, **summary})
+            log(f"step {step}: held-out AU MAE {summary['au_mae']:.3f} (FACS 0-5), ICC {summary['au_icc']:.3f}, "
+                f"pose MAE {summary['pose_mae']:.2f} deg")
+            net.train()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save()
+        if stop_after is not None and done_here >= stop_after:
+            save()
+            break
+    bar.close()
+    return ckpt_path
+
+
+def evaluate(net_or_predict, params: np.ndarray, landmarks: np.ndarray, layout: ParameterLayout = LAYOUT) -> dict:
+    """Mean AU MAE / ICC(3,1) on the FACS 0-5 scale and pose MAE (degrees) on a labelled set."""
+    from .metrics import au_report
+
+    predict = net_or_predict if callable(net_or_predict) and not hasattr(net_or_predict, "state_dict") \
+        else (lambda lm: predict_torch(net_or_predict, lm))
+    report = au_report(predict(landmarks), params, layout)
+    return {"au_mae": float(report["mean"]["mae"]), "au_icc": float(report["mean"]["icc"]),
+            "pose_mae": float(np.mean(list(report["pose_mae_deg"].values())))}
+
+
+# --- ONNX -----------------------------------------------------------------------------------
+def export_onnx(net, path, layout: ParameterLayout = LAYOUT, rig: Rig | None = None, extra: dict | None = None) -> Path:
+    """Write the network as ONNX (input ``landmarks`` (N, 68, 2) pixels, output ``params`` (N, P)),
+    with the layout and rig it was made for in the model's metadata; atomic."""
+    torch = _torch()
+    import onnx
+
+    rig = rig or load_rig()
+    path = Path(path)
+    net = net.eval()
+    dummy = torch.zeros(2, 68, 2) + torch.tensor(template(), dtype=torch.float32).repeat(14, 1)[:68] * 50 + 100
+    with atomic_path(path) as tmp:
+        torch.onnx.export(net, (dummy,), tmp, input_names=["landmarks"], output_names=["params"],
+                          dynamic_axes={"landmarks": {0: "batch"}, "params": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+        model = onnx.load(tmp)
+        meta = {"kind": "landmarks", **_identity_fields(layout, rig), **(extra or {})}
+        for key, value in meta.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, json.dumps(value)
+        onnx.save(model, tmp)
+    return path
+
+
+class OnnxEstimator:
+    """Runs an exported estimator through ONNX Runtime (what the tracker and the add-on use)."""
+
+    def __init__(self, path=DEFAULT_ONNX, threads: int = 1, layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no estimator model at {self.path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ValueError(f"{self.path}: not a readable ONNX model ({exc})") from exc
+        raw = self.session.get_modelmeta().custom_metadata_map
+        self.meta = {k: json.loads(v) for k, v in raw.items()}
+        check_compatible(self.meta, str(self.path), layout, rig)
+        self.kind = self.meta.get("kind", "landmarks")
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        return self.session.run(None, {self.input_name: inputs})[0].astype(np.float64)

@@ -1,0 +1,242 @@
+"""The tracker: a video in, per-frame head pose, AU intensities and the full parameter vector out.
+
+    decode (OpenCV, in a reader thread) -> detect face + 68 landmarks (a perception backend)
+    -> estimator (ONNX Runtime; alignment is inside the model) -> neutral calibration
+    -> smoothing (One Euro, one strength control) -> per-channel gain -> Tracking
+
+One face per video: the largest / most central face is picked and then followed (see
+``core.landmarks.pick_face``); when it is lost for longer than ``TrackConfig.lost_after``
+seconds the tracker starts over with the largest / most central face in view. Frames
+without the face are flagged (``success`` False, NaN values) and never invented.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .estimator import DEFAULT_ONNX, OnnxEstimator
+from .filters import apply_gain, calibrate, neutral_baseline, smooth
+from .landmarks import open_backend, pick_face
+from .layout import LAYOUT, ParameterLayout
+from .tracking_io import Tracking
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    backend: str = "mediapipe"
+    model: str | None = None          # ONNX estimator; None = the shipped default
+    smoothing: float = 0.3            # 0 = off .. 1 = strong (One Euro)
+    neutral: str | int | None = "auto"  # "auto" (most relaxed frames), a frame number, or None (off)
+    gains: dict = field(default_factory=dict)  # channel name or FACS code ("AU12") -> gain
+    start: int = 0                    # first frame to read
+    step: int = 1                     # read every step-th frame
+    max_frames: int | None = None     # stop after this many processed frames
+    lost_after: float = 0.5           # seconds without the followed face before starting over
+    threads: int = 1                  # ONNX Runtime threads
+
+
+class VideoError(ValueError):
+    """A video that cannot be read; the message names the file."""
+
+
+def open_video(path) -> tuple:
+    import cv2
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no video at {path}")
+    if path.is_dir():
+        raise VideoError(f"{path} is a folder, not a video file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoError(f"{path}: OpenCV cannot open it as a video (unknown format or corrupt file)")
+    info = {"path": str(path), "fps": float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
+            "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
+            "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+            "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)}
+    if not 0 < info["fps"] < 1000:
+        info["fps_note"] = f"the container gives no usable frame rate ({info['fps']}); 30 fps assumed"
+        info["fps"] = 30.0
+    return cap, info
+
+
+def read_frames(path, start: int = 0, step: int = 1, max_frames: int | None = None, prefetch: int = 8):
+    """Yield ``(frame_index, image_bgr)`` decoded in a background thread (OpenCV releases the GIL,
+    so decoding overlaps detection). Raises :class:`VideoError` naming the file when no frame at
+    all can be decoded."""
+    import cv2
+
+    cap, info = open_video(path)
+    if start:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def reader():
+        index, emitted = start, 0
+        try:
+            while not stop.is_set():
+                ok = cap.grab()
+                if not ok:
+                    break
+                if (index - start) % step == 0:
+                    ok, image = cap.retrieve()
+                    if not ok or image is None:
+                        break
+                    q.put((index, image))
+                    emitted += 1
+                    if max_frames is not None and emitted >= max_frames:
+                        break
+                index += 1
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+        finally:
+            q.put(None)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    count = 0
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                break
+            if isinstance(item, Exception):
+                raise VideoError(f"{path}: decoding failed after {count} frames ({item})") from item
+            count += 1
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
+        cap.release()
+    if count == 0:
+        raise VideoError(f"{path}: no frame could be decoded (empty, corrupt or unsupported video)")
+
+
+def video_info(path) -> dict:
+    cap, info = open_video(path)
+    cap.release()
+    return info
+
+
+def estimate(estimator: OnnxEstimator, landmarks: np.ndarray, valid: np.ndarray, batch: int = 1024,
+             layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """Raw parameter vectors (N, P) for the valid rows of (N, 68, 2) landmarks; NaN elsewhere."""
+    out = np.full((len(landmarks), len(layout)), np.nan)
+    rows = np.flatnonzero(valid)
+    for s in range(0, len(rows), batch):
+        r = rows[s:s + batch]
+        out[r] = layout.clamp(estimator(landmarks[r]))
+    return out
+
+
+def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
+                layout: ParameterLayout = LAYOUT, frames: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Calibration, smoothing and gain on raw parameters; returns ``(params, notes)``."""
+    params = raw.copy()
+    notes: dict = {"neutral": config.neutral}
+    if config.neutral is not None and valid.any():
+        frame = None
+        if config.neutral != "auto":
+            frame = int(config.neutral)
+            if frames is not None:
+                hits = np.flatnonzero(frames == frame)
+                if not len(hits):
+                    raise ValueError(f"neutral frame {frame} was not processed (frames "
+                                     f"{int(frames[0])}..{int(frames[-1])}, step {config.step})")
+                frame = int(hits[0])
+        baseline = neutral_baseline(params, valid, layout, frame=frame)
+        params = calibrate(params, baseline, layout)
+        notes["baseline"] = baseline[layout.group_slice("au")].round(4).tolist()
+    params = smooth(params, timestamps, config.smoothing, valid, layout)
+    if config.gains:
+        params = apply_gain(params, config.gains, layout)
+    params[~valid] = np.nan
+    return params, notes
+
+
+def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = True, on_progress=None,
+                should_stop=None, layout: ParameterLayout = LAYOUT) -> Tracking:
+    """Track one video. ``on_progress(done, total)`` is called per frame; ``should_stop()``
+    returning True ends the run early (the frames read so far are returned, meta says so)."""
+    from tqdm import tqdm
+
+    info = video_info(video)
+    model = Path(config.model) if config.model else DEFAULT_ONNX
+    estimator = OnnxEstimator(model, threads=config.threads, layout=layout)
+    if estimator.kind != "landmarks":
+        raise ValueError(f"{model}: a {estimator.kind!r} model; the tracker's landmark path needs a landmark model")
+    total = max(0, (info["frames"] - config.start + config.step - 1) // config.step) if info["frames"] else None
+    if total is not None and config.max_frames is not None:
+        total = min(total, config.max_frames)
+    frames, conf, lms = [], [], []
+    previous, last_seen = None, None
+    fps = info["fps"]
+    started = time.perf_counter()
+    stopped = False
+    bar = tqdm(total=total, desc=f"tracking {Path(video).name}", unit="frame", disable=not progress)
+    with open_backend(config.backend, video=True, max_faces=1) as backend:
+        for index, image in read_frames(video, config.start, config.step, config.max_frames):
+            faces = backend.detect(image)
+            face = pick_face(faces, previous, image.shape)
+            if face is None and previous is not None and last_seen is not None \
+                    and (index - last_seen) / fps > config.lost_after:
+                previous = None
+                face = pick_face(faces, None, image.shape)
+            frames.append(index)
+            if face is None:
+                conf.append(0.0)
+                lms.append(np.full((68, 2), np.nan))
+            else:
+                previous, last_seen = face, index
+                conf.append(float(face.confidence))
+                lms.append(np.asarray(face.landmarks, float))
+            bar.update(1)
+            if on_progress:
+                on_progress(len(frames), total)
+            if should_stop and should_stop():
+                stopped = True
+                break
+    bar.close()
+    seconds = time.perf_counter() - started
+    frames_a = np.asarray(frames, int)
+    landmarks = np.asarray(lms, float).reshape(-1, 68, 2)
+    valid = np.isfinite(landmarks).all(axis=(1, 2))
+    timestamps = frames_a / fps
+    raw = estimate(estimator, landmarks, valid, layout=layout)
+    params, notes = postprocess(raw, timestamps, valid, config, layout, frames_a)
+    meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
+            "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
+            "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),
+            "frames_with_face": int(valid.sum()), "frames_without_face": int((~valid).sum())}
+    return Tracking(frames=frames_a, timestamps=timestamps, success=valid, confidence=np.asarray(conf, float),
+                    params=params, landmarks=landmarks, fps=fps, meta=meta)
+
+
+def write_outputs(tracking: Tracking, output, twins: tuple[str, ...] = (".json", ".npz"),
+                  layout: ParameterLayout = LAYOUT) -> list[Path]:
+    """Write the CSV (or whichever format ``output``'s suffix names) and its twins beside it."""
+    from .tracking_io import write_csv, write_json, write_npz
+
+    writers = {".csv": write_csv, ".json": write_json, ".npz": write_npz}
+    output = Path(output)
+    if output.suffix.lower() not in writers:
+        raise ValueError(f"{output}: the output must end in .csv, .json or .npz")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise ValueError(f"{output}: {output.parent} is a file, not a folder")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in dict.fromkeys((output.suffix.lower(),) + tuple(twins)):
+        written.append(writers[suffix](tracking, output.with_suffix(suffix), layout))
+    return written

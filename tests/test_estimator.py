@@ -1,0 +1,109 @@
+"""The landmark estimator: training resumes exactly, checkpoints are checked, ONNX matches torch,
+the shipped model recovers held-out rig faces, the self-supervised stage fits real-like faces."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from core.adapt import adapt, reprojection_error
+from core.estimator import DEFAULT_ONNX, NetworkConfig, OnnxEstimator, TrainConfig, build_network, \
+    export_onnx, heldout_set, load_checkpoint, predict_torch, train
+from core.layout import LAYOUT
+from core.metrics import au_report, format_report
+from core.rig import load_rig
+
+TINY = TrainConfig(samples=512, steps=12, batch=32, validate_every=6, checkpoint_every=4,
+                   network=NetworkConfig(hidden=32, layers=2))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny")
+    return train(out, TINY, progress=False, log=lambda *_: None)
+
+
+def _state(path):
+    return torch.load(path, weights_only=False)
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_run, tmp_path):
+    stopped = train(tmp_path, TINY, progress=False, log=lambda *_: None, stop_after=5)
+    assert _state(stopped)["step"] == 5
+    resumed = train(tmp_path, TINY, progress=False, log=lambda *_: None)
+    a, b = _state(tiny_run), _state(resumed)
+    assert a["step"] == b["step"] == TINY.steps
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["history"] == b["history"]
+
+
+def test_a_different_configuration_is_not_resumed(tiny_run):
+    with pytest.raises(ValueError, match="different training configuration"):
+        train(tiny_run.parent, dataclasses.replace(TINY, lr=1e-4), progress=False, log=lambda *_: None)
+
+
+def test_checkpoint_loader_names_what_is_wrong(tiny_run, tmp_path):
+    net, ckpt = load_checkpoint(tiny_run)
+    assert ckpt["step"] == TINY.steps
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "something-else"}, bad)
+    with pytest.raises(ValueError, match="format field"):
+        load_checkpoint(bad)
+    torch.save({**ckpt, "channels": list(LAYOUT.names[:-1])}, bad)
+    with pytest.raises(ValueError, match="parameter layout"):
+        load_checkpoint(bad)
+    torch.save({**ckpt, "rig_hash": "0000"}, bad)
+    with pytest.raises(ValueError, match="hash '0000'"):
+        load_checkpoint(bad)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_onnx_runtime_matches_torch(tiny_run, tmp_path):
+    net, _ = load_checkpoint(tiny_run)
+    path = export_onnx(net, tmp_path / "tiny.onnx")
+    est = OnnxEstimator(path)
+    assert est.kind == "landmarks" and est.meta["rig_hash"] == load_rig().hash
+    _, lm = heldout_set(256, seed=5)
+    a, b = est(lm), predict_torch(net, lm)
+    pose = LAYOUT.group_slice("pose")
+    assert np.abs(a[:, pose.stop:] - b[:, pose.stop:]).max() < 1e-4
+    assert np.abs(a[:, pose] - b[:, pose]).max() < 1e-3  # degrees
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.onnx"]
+
+
+def test_shipped_model_recovers_unseen_rig_faces():
+    """Held-out rig faces (new seed; random identity, AUs and pose within yaw 30, pitch 20, roll 20)."""
+    params, lm = heldout_set(1500, seed=2024)
+    report = au_report(OnnxEstimator(DEFAULT_ONNX)(lm), params)
+    print("\n" + format_report(report))
+    mean = report["mean"]
+    assert mean["icc"] >= 0.80 and mean["mae"] <= 0.35
+    assert np.mean(list(report["pose_mae_deg"].values())) <= 3.0
+
+
+def test_self_supervised_stage_fits_unlabeled_faces(tiny_run, tmp_path):
+    torch.set_num_threads(1)
+    rig = load_rig()
+    params, lm = heldout_set(64, seed=9, jitter=0.01)
+    net, _ = load_checkpoint(tiny_run)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        err0 = float(reprojection_error(net, rig, torch.tensor(lm, dtype=torch.float32))[0].mean())
+    net = adapt(net, lm.astype(np.float32), tmp_path, steps=30, batch=32, lr=3e-3, progress=False,
+                log=lambda *_: None)
+    report = net.adapt_report
+    assert report["reprojection_before"] == pytest.approx(err0, rel=1e-5)
+    assert np.isfinite(report["reprojection_after"]) and report["reprojection_after"] < err0
+    assert any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_network_shapes():
+    net = build_network(NetworkConfig(hidden=16, layers=1))
+    out = net(torch.zeros(3, 68, 2) + torch.arange(68.0)[None, :, None])
+    assert out.shape == (3, len(LAYOUT))

@@ -1,0 +1,78 @@
+"""The video pipeline: real clips (skipped without ../shared/media), no-face frames, bad videos."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.layout import LAYOUT
+from core.overlay import facs_values
+from core.track import TrackConfig, VideoError, track_video, write_outputs
+from core.tracking_io import read_tracking
+
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+
+
+def media(name: str) -> Path:
+    path = MEDIA / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the shared test media are not part of the project)")
+    return path
+
+
+def au(tracking, code: int) -> np.ndarray:
+    codes, values = facs_values(tracking.params)
+    return values[:, codes.index(code)]
+
+
+def test_no_face_frames_are_flagged_and_the_rest_tracked(tmp_path):
+    video = media("face_noface.mov")
+    tracking = track_video(video, TrackConfig(), progress=False)
+    assert len(tracking) == 169
+    t = tracking.timestamps
+    assert tracking.success[t < 2.4].mean() > 0.95  # the man, ~2.7 s
+    assert not tracking.success[t > 3.2].any()  # the title card
+    assert np.isnan(tracking.params[~tracking.success]).all()
+    assert np.isnan(tracking.landmarks[~tracking.success]).all()
+    ok = tracking.params[tracking.success]
+    assert np.isfinite(ok).all() and (ok >= LAYOUT.lo - 1e-9).all() and (ok <= LAYOUT.hi + 1e-9).all()
+    written = write_outputs(tracking, tmp_path / "out.csv")
+    back = read_tracking(written[0])
+    assert (back.success == tracking.success).all()
+    assert np.allclose(back.params, tracking.params, equal_nan=True)
+
+
+def test_a_smile_shows_as_rising_au12():
+    video = media("single_face.mp4")  # 2.4 s: neutral turning into a broad smile
+    tracking = track_video(video, TrackConfig(), progress=False)
+    assert tracking.success.all()
+    au12, t = au(tracking, 12), tracking.timestamps
+    first, last = au12[t < 1.0].mean(), au12[t >= t[-1] - 1.0].mean()
+    print(f"AU12 first second {first:.2f}, last second {last:.2f} (FACS 0-5)")
+    assert last > first + 0.5
+
+
+def test_a_corrupt_video_is_named(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    with pytest.raises(VideoError, match="broken.mp4"):
+        track_video(bad, progress=False)
+    empty = tmp_path / "empty.mov"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoError, match="empty.mov"):
+        track_video(empty, progress=False)
+    with pytest.raises(FileNotFoundError, match="nowhere.mp4"):
+        track_video(tmp_path / "nowhere.mp4", progress=False)
+
+
+def test_a_truncated_video_keeps_the_frames_it_has(tmp_path):
+    import cv2
+
+    path = tmp_path / "short.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240))
+    for i in range(20):
+        writer.write(np.full((240, 320, 3), 40 + i, np.uint8))
+    writer.release()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    tracking = track_video(path, TrackConfig(smoothing=0.0), progress=False)
+    assert 0 < len(tracking) <= 20 and not tracking.success.any()  # grey frames: no face, no crash
