@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test contact-sheet clean
+.PHONY: demo test contact-sheet pairs bench-render bench-tracker train-landmarks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps mediapipe==0.10.21 face-alignment==1.5.0
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,6 +21,20 @@ test: $(STAMP)
 
 contact-sheet: $(STAMP)
 	$(BIN)/python -m addon contact-sheet -o out/contact_sheet.png
+
+pairs: $(STAMP)
+	$(BIN)/python -m addon render-pairs out/pairs --count 80000 --size 128 --masks
+
+bench-render: $(STAMP)
+	$(BIN)/python benchmarks/bench_rig_render.py
+
+bench-tracker: $(STAMP)
+	$(BIN)/python benchmarks/bench_tracker.py
+
+# Reproduces the shipped estimator (core/models/landmarks.onnx and .pt)
+train-landmarks: $(STAMP)
+	$(BIN)/python -m core train-landmarks -o runs/landmarks --steps 10000 --threads 2 \
+		--export core/models/landmarks.onnx --save-checkpoint core/models/landmarks.pt
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

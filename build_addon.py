@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-CORE_RUNTIME = ("__init__.py", "layout.py", "rig.py", "rigspec.py", "performance.py")
+CORE_RUNTIME = ("__init__.py", "layout.py", "rig.py", "rigspec.py", "performance.py", "pairs.py", "skinning.py")
 ADDON_EXCLUDE = ("__main__.py",)  # the repository's command line, not part of the extension
 MANIFEST = """\
 schema_version = "1.0.0"
@@ -47,7 +47,7 @@ def extension_files() -> dict[str, bytes]:
             continue
         text = path.read_text()
         if path.name == "_core.py":
-            text = text.replace("from core.", "from .core.")
+            text = text.replace("from core.", "from .core.").replace("from core import", "from .core import")
             if "from .core." not in text:
                 raise RuntimeError("addon/_core.py no longer imports core; update build_addon.py")
         files[path.name] = text.encode()

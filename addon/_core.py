@@ -6,3 +6,16 @@ vendors it into the extension and rewrites the imports below to relative ones.
 from core.layout import LAYOUT, ParameterLayout  # noqa: F401
 from core.performance import scripted_performance  # noqa: F401
 from core.rig import Rig, RigSpecError, load_rig  # noqa: F401
+from core import pairs  # noqa: F401
+from core.skinning import Skinning  # noqa: F401
+
+
+def tracker():
+    """The tracker's modules ``(track, metrics, overlay)``, imported on first use: they need
+    onnxruntime and OpenCV, which the add-on loads only when a video is tracked."""
+    from core import metrics, overlay, track
+
+    return track, metrics, overlay
+
+__all__ = ["LAYOUT", "ParameterLayout", "scripted_performance", "Rig", "RigSpecError", "load_rig", "pairs",
+           "Skinning"]

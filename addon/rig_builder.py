@@ -36,7 +36,7 @@ def build_rig(rig, name: str = "BDFM", collection=None, drivers: bool = True):
     """
     collection = collection or bpy.context.scene.collection
     arm_obj = _build_armature(rig, name, collection)
-    mesh_obj = _build_mesh(rig, name, collection)
+    mesh_obj = build_mesh(rig, name, collection)
     mesh_obj.parent = arm_obj
     mod = mesh_obj.modifiers.new("Armature", 'ARMATURE')
     mod.object = arm_obj
@@ -77,7 +77,12 @@ def _build_armature(rig, name, collection):
     return obj
 
 
-def _build_mesh(rig, name, collection):
+def build_mesh(rig, name, collection, vertex_groups: bool = True):
+    """The rig's mesh object at rest (region materials, smooth shading), no armature.
+
+    ``vertex_groups=False`` skips the skin weights: for callers that write deformed
+    positions themselves (the pairs renderer).
+    """
     me = bpy.data.meshes.new(name)
     faces = np.asarray(rig.faces, np.int32)
     me.vertices.add(len(rig.vertices))
@@ -93,7 +98,8 @@ def _build_mesh(rig, name, collection):
     me.shade_smooth()
     obj = bpy.data.objects.new(f"{name}_mesh", me)
     collection.objects.link(obj)
-    _add_vertex_groups(obj, rig)
+    if vertex_groups:
+        _add_vertex_groups(obj, rig)
     return obj
 
 

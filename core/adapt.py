@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .align import align
-from .estimator import SUPERVISED_WEIGHTS, NoiseConfig, TrainConfig, corrupt, parameter_loss_terms, \
-    random_projection, synthetic_set
+from .estimator import SUPERVISED_WEIGHTS, TrainConfig, parameter_loss_terms, synthetic_batch, synthetic_set
 from .layout import LAYOUT, ParameterLayout
 from .rig import Rig, load_rig
 
@@ -102,11 +101,9 @@ def adapt(net, paths_or_landmarks, out_dir, steps: int = 2000, seed: int = 0, ba
     else:
         real = collect_landmarks(paths_or_landmarks, log=log)
     real_t = torch.from_numpy(real)
-    cfg = TrainConfig()
-    params, points = synthetic_set(TrainConfig(samples=min(cfg.samples, 50_000), seed=seed), rig,
-                                   Path(out_dir) / "synthetic_adapt.npz", layout)
-    params_t, points_t = torch.from_numpy(params), torch.from_numpy(points)
-    noise = NoiseConfig()
+    cfg = TrainConfig(samples=20_000, seed=seed)
+    params, points, reference = synthetic_set(cfg, rig, Path(out_dir) / "synthetic_adapt.npz", layout)
+    params_t, points_t, reference_t = map(torch.from_numpy, (params, points, reference))
     gen = torch.Generator().manual_seed(seed)
     neutral = torch.tensor(layout.neutral(), dtype=torch.float32)
     au, ident, pose = layout.group_slice("au"), layout.group_slice("identity"), layout.group_slice("pose")
@@ -131,8 +128,8 @@ def adapt(net, paths_or_landmarks, out_dir, steps: int = 2000, seed: int = 0, ba
         loop_terms = parameter_loss_terms(net(looped, clamp=False), altered, layout)
         loopback = sum(SUPERVISED_WEIGHTS[k] * v for k, v in loop_terms.items() if k != "brow")
         sidx = torch.randint(0, len(params_t), (batch,), generator=gen)
-        syn = corrupt(random_projection(rig, points_t[sidx], gen, noise), gen, noise)
-        syn_terms = parameter_loss_terms(net(syn, clamp=False), params_t[sidx], layout)
+        syn, ref, has_ref = synthetic_batch(rig, points_t[sidx], reference_t[sidx], gen, cfg)
+        syn_terms = parameter_loss_terms(net(syn, ref, has_ref, clamp=False), params_t[sidx], layout)
         synthetic = sum(SUPERVISED_WEIGHTS[k] * v for k, v in syn_terms.items())
         loss = (weights.content * content + weights.parameter * parameter + weights.loopback * loopback
                 + weights.synthetic * synthetic)

@@ -14,6 +14,16 @@ The network takes landmarks in image pixels: the alignment is part of the graph,
 exported ONNX model needs nothing but the 68 points. Its output is the parameter vector in
 the shared layout (brow style as probabilities), roll included: the alignment's rotation
 plus the network's residual.
+
+**The actor's reference frame.** From one frame, most AUs cannot be told apart from identity:
+to first order, the landmark motion of AU5, 6, 7, 15, 18 or 20 lies inside the span of the
+rig's 64 identity sliders and the head pose (measured on the built-in rig). A video, though,
+shows one actor throughout. The network therefore takes a second, optional input: the
+landmarks of a neutral frame of the same actor (any head pose), with a flag saying whether it
+is given. Trained with the reference dropped at random, the same model works without one; the
+tracker runs it once without, picks the actor's most relaxed frame (or the frame the user
+names), and runs it again with that frame as reference. A detector's systematic errors are
+shared by both frames, so the training noise adds the same per-point bias to both.
 """
 from __future__ import annotations
 
@@ -51,13 +61,14 @@ class SamplingConfig:
     au_active: float = 0.3     # probability that an AU channel is active (value uniform 0..1)
     symmetric: float = 0.7     # probability that a split AU copies its left value to the right
     neutral_faces: float = 0.1  # share of faces with all AUs at zero
+    no_reference: float = 0.3  # share of training faces shown without the actor's reference frame
 
 
 @dataclass(frozen=True)
 class NoiseConfig:
     """Detector-like corruption, in units of the inter-ocular distance."""
     jitter: float = 0.012      # per-point noise: sigma uniform in 0..jitter
-    jaw_factor: float = 2.0    # the jaw line is noisier
+    jaw_factor: float = 3.0    # the jaw line is noisier
     bias: float = 0.008        # per-face, per-point offset: sigma uniform in 0..bias
     occlusion: float = 0.05    # probability of one occluded group
     occluded_sigma: float = 0.06
@@ -118,6 +129,15 @@ def sample_params(n: int, rng: np.random.Generator, cfg: SamplingConfig = Sampli
     return p
 
 
+def reference_params(params: np.ndarray, rng: np.random.Generator, cfg: SamplingConfig = SamplingConfig(),
+                     layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """The same actors (identity, brow style) with a neutral face at another random head pose."""
+    ref = params.copy()
+    ref[:, layout.group_slice("au")] = 0.0
+    ref[:, layout.group_slice("pose")] = rng.uniform(-1, 1, (len(params), 3)) * [cfg.yaw, cfg.pitch, cfg.roll]
+    return ref
+
+
 def synthetic_landmarks_3d(rig: Rig, params: np.ndarray, chunk: int = 2048, progress=None) -> np.ndarray:
     """(n, 68, 3) float32 rig landmarks of ``params`` (numpy evaluator, in chunks)."""
     out = np.empty((len(params), 68, 3), np.float32)
@@ -153,10 +173,20 @@ def random_projection(rig: Rig, points, generator, noise: NoiseConfig):
     return torch.stack([uv[..., 0], -uv[..., 1]], -1) * 1000.0
 
 
-def corrupt(landmarks, generator, noise: NoiseConfig):
-    """Detector-like noise on (N, 68, 2) torch landmarks (in place of a real detector's errors)."""
+def corrupt(landmarks, generator, noise: NoiseConfig, reference=None):
+    """Detector-like noise on (N, 68, 2) torch landmarks (in place of a real detector's errors).
+    With ``reference`` (the same actors' neutral frames) both get the same per-point bias;
+    returns ``(landmarks, reference)`` then."""
     import torch
 
+    if reference is not None:
+        n = landmarks.shape[0]
+        both = corrupt(torch.cat([landmarks, reference]), generator,
+                       NoiseConfig(**{**asdict(noise), "bias": 0.0}))
+        five = five_points(landmarks)
+        iod = (five[:, 1] - five[:, 0]).norm(dim=-1)[:, None, None]
+        bias = torch.randn(n, 68, 2, generator=generator) * (torch.rand(n, 1, 1, generator=generator) * noise.bias)
+        return both[:n] + bias * iod, both[n:] + bias * iod
     n = landmarks.shape[0]
     five = five_points(landmarks)
     iod = (five[:, 1] - five[:, 0]).norm(dim=-1)[:, None, None]
@@ -205,7 +235,7 @@ def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout 
                                                np.asarray(template())), rig.landmarks_2d(layout.neutral(1)))[0]
             self.register_buffer("mean_shape", torch.tensor(mean, dtype=torch.float32))
             width, layers = cfg.hidden, []
-            size_in = 68 * 2
+            size_in = 68 * 2 * 2 + 1
             for i in range(cfg.layers):
                 layers += [nn.Linear(size_in if i == 0 else width, width), nn.LayerNorm(width), nn.GELU()]
             self.body = nn.Sequential(*layers)
@@ -218,11 +248,20 @@ def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout 
             aligned = apply_similarity(transform, landmarks)
             return (aligned - self.mean_shape).flatten(1) * 4.0, transform
 
-        def forward(self, landmarks, clamp: bool = True):
-            """Parameter vectors; ``clamp=False`` (training) leaves AU and identity values unclipped
-            so that the loss still has a gradient outside 0..1."""
+        def forward(self, landmarks, reference=None, has_reference=None, clamp: bool = True):
+            """Parameter vectors from landmarks (N, 68, 2) and optionally the actor's neutral
+            reference frame (N, 68, 2) with ``has_reference`` (N, 1) 1 where it is given.
+            ``clamp=False`` (training) leaves AU and identity values unclipped so that the loss
+            still has a gradient outside 0..1."""
             x, transform = self.normalise(landmarks)
-            raw = self.head(self.body(x))
+            if reference is None:
+                ref = torch.zeros_like(x)
+                has_reference = torch.zeros_like(x[:, :1])
+            else:
+                if has_reference is None:
+                    has_reference = torch.ones_like(x[:, :1])
+                ref = torch.where(has_reference > 0, self.normalise(reference)[0], torch.zeros_like(x))
+            raw = self.head(self.body(torch.cat([x, ref, has_reference], 1)))
             g = self.groups
             pose = raw[:, g["pose"]] * self.pose_scale
             roll = roll_degrees(transform)
@@ -273,6 +312,15 @@ def check_compatible(meta: dict, source: str, layout: ParameterLayout = LAYOUT, 
                          f"the loaded rig {rig.name!r} has hash {rig.hash!r}")
 
 
+def save_weights(net, path, cfg: TrainConfig, layout: ParameterLayout = LAYOUT, rig: Rig | None = None,
+                 extra: dict | None = None) -> Path:
+    """A small checkpoint of the weights alone (no optimiser state), loadable by :func:`load_checkpoint`."""
+    rig = rig or load_rig()
+    _atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **_identity_fields(layout, rig),
+                        "config": asdict(cfg), "model": net.state_dict(), **(extra or {})}, Path(path))
+    return Path(path)
+
+
 def load_checkpoint(path, layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
     """(network, checkpoint dict) from a training checkpoint, checked against layout and rig."""
     torch = _torch()
@@ -297,21 +345,24 @@ def load_checkpoint(path, layout: ParameterLayout = LAYOUT, rig: Rig | None = No
 
 # --- training -------------------------------------------------------------------------------
 def synthetic_set(cfg: TrainConfig, rig: Rig, cache: Path | None, layout: ParameterLayout = LAYOUT,
-                  progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Parameters and 3-D landmarks of the synthetic training faces (deterministic for the seed;
-    cached in ``cache`` so that resuming does not rebuild them)."""
+                  progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parameters, 3-D landmarks and the actors' neutral reference landmarks of the synthetic
+    training faces (deterministic for the seed; cached in ``cache`` so resuming does not rebuild them)."""
     key = json.dumps({"samples": cfg.samples, "seed": cfg.seed, "sampling": asdict(cfg.sampling),
-                      "rig_hash": rig.hash, "layout": layout.version}, sort_keys=True)
+                      "rig_hash": rig.hash, "layout": layout.version, "reference": 1}, sort_keys=True)
     if cache is not None and cache.is_file():
         with np.load(cache) as data:
             if str(data["key"]) == key:
-                return data["params"], data["points"]
-    params = sample_params(cfg.samples, np.random.default_rng(cfg.seed), cfg.sampling, layout)
+                return data["params"], data["points"], data["reference"]
+    rng = np.random.default_rng(cfg.seed)
+    params = sample_params(cfg.samples, rng, cfg.sampling, layout)
+    ref = reference_params(params, rng, cfg.sampling, layout)
     points = synthetic_landmarks_3d(rig, params, progress=progress)
+    reference = synthetic_landmarks_3d(rig, ref)
     if cache is not None:
         with atomic_path(cache) as tmp:
-            np.savez(tmp, key=key, params=params.astype(np.float32), points=points)
-    return params.astype(np.float32), points
+            np.savez(tmp, key=key, params=params.astype(np.float32), points=points, reference=reference)
+    return params.astype(np.float32), points, reference
 
 
 def heldout_set(n: int = 2000, seed: int = 12345, rig: Rig | None = None, layout: ParameterLayout = LAYOUT,
@@ -319,25 +370,37 @@ def heldout_set(n: int = 2000, seed: int = 12345, rig: Rig | None = None, layout
                 resolution: int | None = None):
     """Held-out evaluation faces: new seed, random identity and pose (yaw +-30, pitch +-20, roll +-20
     degrees by default), landmarks through the rig's own camera, optional Gaussian jitter (in
-    inter-ocular units). Returns ``(params, landmarks_px)``."""
+    inter-ocular units). Each face comes with its actor's neutral frame at another random pose
+    within the same limits (what the tracker's calibration provides). Returns
+    ``(params, landmarks_px, reference_px)``."""
     rig = rig or load_rig()
     rng = np.random.default_rng(seed)
-    params = sample_params(n, rng, SamplingConfig(yaw=yaw, pitch=pitch, roll=roll), layout)
-    lm = rig.landmarks_2d(params, resolution)
-    if jitter:
-        five = five_points(lm)
-        iod = np.linalg.norm(five[:, 1] - five[:, 0], axis=-1)[:, None, None]
-        lm = lm + rng.normal(0, jitter, lm.shape) * iod
-    return params, lm
+    sampling = SamplingConfig(yaw=yaw, pitch=pitch, roll=roll)
+    params = sample_params(n, rng, sampling, layout)
+    ref = reference_params(params, rng, sampling, layout)
+    out = []
+    for p in (params, ref):
+        lm = rig.landmarks_2d(p, resolution)
+        if jitter:
+            five = five_points(lm)
+            iod = np.linalg.norm(five[:, 1] - five[:, 0], axis=-1)[:, None, None]
+            lm = lm + rng.normal(0, jitter, lm.shape) * iod
+        out.append(lm)
+    return params, out[0], out[1]
 
 
-def predict_torch(net, landmarks: np.ndarray, batch: int = 4096) -> np.ndarray:
+def predict_torch(net, landmarks: np.ndarray, reference: np.ndarray | None = None, batch: int = 4096) -> np.ndarray:
     torch = _torch()
     net.eval()
     out = []
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float32)
+
     with torch.no_grad():
-        for start in range(0, len(landmarks), batch):
-            out.append(net(torch.as_tensor(landmarks[start:start + batch], dtype=torch.float32)).numpy())
+        for s in range(0, len(landmarks), batch):
+            ref = None if reference is None else t(reference[s:s + batch])
+            out.append(net(t(landmarks[s:s + batch]), ref).numpy())
     return np.concatenate(out).astype(np.float64)
 
 
@@ -375,10 +438,11 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
         log(f"resuming {ckpt_path} at step {step}")
 
     bar = tqdm(total=cfg.samples, desc="synthetic faces", unit="face", disable=not progress, leave=False)
-    params, points = synthetic_set(cfg, rig, out_dir / "synthetic.npz", layout, progress=bar.update)
+    params, points, reference = synthetic_set(cfg, rig, out_dir / "synthetic.npz", layout,
+                                              progress=lambda k: bar.update(k / 2))
     bar.close()
-    val_params, val_lm = heldout_set(1000, seed=cfg.seed + 1, rig=rig, layout=layout, jitter=0.01)
-    params_t, points_t = torch.from_numpy(params), torch.from_numpy(points)
+    val_params, val_lm, val_ref = heldout_set(1000, seed=cfg.seed + 1, rig=rig, layout=layout, jitter=0.01)
+    params_t, points_t, reference_t = map(torch.from_numpy, (params, points, reference))
 
     def save():
         _atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
@@ -391,8 +455,8 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
     net.train()
     while step < cfg.steps:
         idx = torch.randint(0, len(params_t), (cfg.batch,), generator=gen)
-        lm = corrupt(random_projection(rig, points_t[idx], gen, cfg.noise), gen, cfg.noise)
-        terms = parameter_loss_terms(net(lm, clamp=False), params_t[idx], layout)
+        lm, ref, has_ref = synthetic_batch(rig, points_t[idx], reference_t[idx], gen, cfg)
+        terms = parameter_loss_terms(net(lm, ref, has_ref, clamp=False), params_t[idx], layout)
         loss = sum(SUPERVISED_WEIGHTS[k] * v for k, v in terms.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -405,7 +469,7 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
             bar.set_postfix(loss=f"{loss.item():.4f}", au=f"{terms['au'].item():.4f}",
                             pose=f"{terms['pose'].item() * 10:.2f}deg")
         if step % cfg.validate_every == 0 or step == cfg.steps:
-            summary = evaluate(net, val_params, val_lm, layout)
+            summary = evaluate(lambda a, r=None: predict_torch(net, a, r), val_params, val_lm, layout, val_ref)
             history.append({"step": step, **summary})
             log(f"step {step}: held-out AU MAE {summary['au_mae']:.3f} (FACS 0-5), ICC {summary['au_icc']:.3f}, "
                 f"pose MAE {summary['pose_mae']:.2f} deg")
@@ -419,31 +483,46 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
     return ckpt_path
 
 
-def evaluate(net_or_predict, params: np.ndarray, landmarks: np.ndarray, layout: ParameterLayout = LAYOUT) -> dict:
-    """Mean AU MAE / ICC(3,1) on the FACS 0-5 scale and pose MAE (degrees) on a labelled set."""
+def synthetic_batch(rig: Rig, points, reference, generator, cfg: TrainConfig):
+    """One training batch: projected, corrupted landmarks, the actors' reference frames through
+    the same camera, and the flag that drops the reference for a share of the faces."""
+    torch = _torch()
+    n = points.shape[0]
+    both = random_projection(rig, torch.cat([points, reference], 1), generator, cfg.noise)
+    lm, ref = corrupt(both[:, :68], generator, cfg.noise, reference=both[:, 68:])
+    has_ref = (torch.rand(n, 1, generator=generator) >= cfg.sampling.no_reference).to(lm.dtype)
+    return lm, ref, has_ref
+
+
+def evaluate(predict, params: np.ndarray, landmarks: np.ndarray, layout: ParameterLayout = LAYOUT,
+             reference: np.ndarray | None = None) -> dict:
+    """Mean AU MAE / ICC(3,1) on the FACS 0-5 scale and pose MAE (degrees) on a labelled set,
+    with ``predict(landmarks, reference)``."""
     from .metrics import au_report
 
-    predict = net_or_predict if callable(net_or_predict) and not hasattr(net_or_predict, "state_dict") \
-        else (lambda lm: predict_torch(net_or_predict, lm))
-    report = au_report(predict(landmarks), params, layout)
+    report = au_report(predict(landmarks, reference), params, layout)
     return {"au_mae": float(report["mean"]["mae"]), "au_icc": float(report["mean"]["icc"]),
             "pose_mae": float(np.mean(list(report["pose_mae_deg"].values())))}
 
 
 # --- ONNX -----------------------------------------------------------------------------------
 def export_onnx(net, path, layout: ParameterLayout = LAYOUT, rig: Rig | None = None, extra: dict | None = None) -> Path:
-    """Write the network as ONNX (input ``landmarks`` (N, 68, 2) pixels, output ``params`` (N, P)),
-    with the layout and rig it was made for in the model's metadata; atomic."""
+    """Write the network as ONNX (inputs ``landmarks`` and ``reference`` (N, 68, 2) pixels and
+    ``has_reference`` (N, 1); output ``params`` (N, P)), with the layout and rig it was made for
+    in the model's metadata; atomic."""
     torch = _torch()
     import onnx
 
     rig = rig or load_rig()
     path = Path(path)
     net = net.eval()
-    dummy = torch.zeros(2, 68, 2) + torch.tensor(template(), dtype=torch.float32).repeat(14, 1)[:68] * 50 + 100
+    dummy = torch.tensor(rig.landmarks_2d(LAYOUT.neutral(2)), dtype=torch.float32)
+    flag = torch.ones(2, 1)
     with atomic_path(path) as tmp:
-        torch.onnx.export(net, (dummy,), tmp, input_names=["landmarks"], output_names=["params"],
-                          dynamic_axes={"landmarks": {0: "batch"}, "params": {0: "batch"}},
+        torch.onnx.export(net, (dummy, dummy, flag), tmp, input_names=["landmarks", "reference", "has_reference"],
+                          output_names=["params"],
+                          dynamic_axes={"landmarks": {0: "batch"}, "reference": {0: "batch"},
+                                        "has_reference": {0: "batch"}, "params": {0: "batch"}},
                           opset_version=17, dynamo=False)
         model = onnx.load(tmp)
         meta = {"kind": "landmarks", **_identity_fields(layout, rig), **(extra or {})}
@@ -474,8 +553,16 @@ class OnnxEstimator:
         self.meta = {k: json.loads(v) for k, v in raw.items()}
         check_compatible(self.meta, str(self.path), layout, rig)
         self.kind = self.meta.get("kind", "landmarks")
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-        return self.session.run(None, {self.input_name: inputs})[0].astype(np.float64)
+    def __call__(self, landmarks: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """Parameters (N, P) for landmarks (N, 68, 2), with the actor's neutral reference frame
+        (68, 2) or (N, 68, 2) when known."""
+        lm = np.ascontiguousarray(landmarks, dtype=np.float32)
+        if reference is None:
+            ref, flag = lm, np.zeros((len(lm), 1), np.float32)  # ignored by the model when the flag is 0
+        else:
+            ref = np.ascontiguousarray(np.broadcast_to(reference, lm.shape), dtype=np.float32)
+            flag = np.ones((len(lm), 1), np.float32)
+        feeds = dict(zip(self.input_names, (lm, ref, flag)))
+        return self.session.run(None, feeds)[0].astype(np.float64)

@@ -1,8 +1,10 @@
 """The tracker: a video in, per-frame head pose, AU intensities and the full parameter vector out.
 
     decode (OpenCV, in a reader thread) -> detect face + 68 landmarks (a perception backend)
-    -> estimator (ONNX Runtime; alignment is inside the model) -> neutral calibration
-    -> smoothing (One Euro, one strength control) -> per-channel gain -> Tracking
+    -> estimator (ONNX Runtime; alignment is inside the model), twice: once on its own, then
+       with the actor's neutral reference frame (the most relaxed frame, or the one the user
+       names) -> neutral calibration -> smoothing (One Euro, one strength control)
+    -> per-channel gain -> Tracking
 
 One face per video: the largest / most central face is picked and then followed (see
 ``core.landmarks.pick_face``); when it is lost for longer than ``TrackConfig.lost_after``
@@ -130,15 +132,41 @@ def video_info(path) -> dict:
     return info
 
 
-def estimate(estimator: OnnxEstimator, landmarks: np.ndarray, valid: np.ndarray, batch: int = 1024,
-             layout: ParameterLayout = LAYOUT) -> np.ndarray:
-    """Raw parameter vectors (N, P) for the valid rows of (N, 68, 2) landmarks; NaN elsewhere."""
+def estimate(estimator: OnnxEstimator, landmarks: np.ndarray, valid: np.ndarray, reference: np.ndarray | None = None,
+             batch: int = 1024, layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """Raw parameter vectors (N, P) for the valid rows of (N, 68, 2) landmarks (with the actor's
+    neutral ``reference`` landmarks (68, 2) when given); NaN elsewhere."""
     out = np.full((len(landmarks), len(layout)), np.nan)
     rows = np.flatnonzero(valid)
     for s in range(0, len(rows), batch):
         r = rows[s:s + batch]
-        out[r] = layout.clamp(estimator(landmarks[r]))
+        out[r] = layout.clamp(estimator(landmarks[r], reference))
     return out
+
+
+RELAXED_SHARE = 0.1  # the reference frame is picked among the most relaxed 10% of the frames
+
+
+def reference_row(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarray,
+                  layout: ParameterLayout = LAYOUT) -> int | None:
+    """Row of the actor's neutral reference frame: the frame the user names (``neutral`` a frame
+    number), or automatically, among the most relaxed frames (lowest total AU activation in a
+    first pass without reference), the one nearest a frontal pose. None when off or no face."""
+    if neutral is None or not valid.any():
+        return None
+    if neutral != "auto":
+        hits = np.flatnonzero(frames == int(neutral))
+        if not len(hits):
+            raise ValueError(f"neutral frame {neutral} was not processed (frames {int(frames[0])}.."
+                             f"{int(frames[-1])})")
+        if not valid[hits[0]]:
+            raise ValueError(f"neutral frame {neutral} has no face; name a frame where the face is found")
+        return int(hits[0])
+    rows = np.flatnonzero(valid)
+    activation = raw[rows][:, layout.group_slice("au")].sum(1)
+    relaxed = rows[np.argsort(activation, kind="stable")[:max(1, int(round(RELAXED_SHARE * len(rows))))]]
+    pose = raw[relaxed][:, layout.group_slice("pose")]
+    return int(relaxed[np.argmin(np.abs(pose[:, 0]) + np.abs(pose[:, 1]))])
 
 
 def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
@@ -215,7 +243,11 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     timestamps = frames_a / fps
     raw = estimate(estimator, landmarks, valid, layout=layout)
+    ref = reference_row(raw, valid, config.neutral, frames_a, layout)
+    if ref is not None:
+        raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
     params, notes = postprocess(raw, timestamps, valid, config, layout, frames_a)
+    notes["reference_frame"] = None if ref is None else int(frames_a[ref])
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
             "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),

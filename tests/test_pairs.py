@@ -1,0 +1,248 @@
+"""Pairs dataset format without Blender: sampling, split, manifest, atomic writes, verify."""
+from __future__ import annotations
+
+import errno
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from core import pairs
+from core.layout import LAYOUT
+from core.rig import load_rig
+from core.skinning import Skinning
+from conftest import make_synthetic_rig, random_params
+
+AU = LAYOUT.group_slice("au")
+BROW = LAYOUT.group_slice("brow_style")
+POSE = LAYOUT.group_slice("pose")
+
+
+def test_sampling_is_deterministic_per_index():
+    a = pairs.sample_params(LAYOUT, 50, seed=3)
+    b = pairs.sample_params(LAYOUT, 20, seed=3, start=30)
+    assert np.array_equal(a[30:], b)  # pair i depends on (seed, i) only: resume gives the same pairs
+    assert not np.array_equal(a, pairs.sample_params(LAYOUT, 50, seed=4))
+    assert len(np.unique(a, axis=0)) == 50
+
+
+def test_sampling_covers_the_ranges():
+    p = pairs.sample_params(LAYOUT, 2000, seed=0, pose_limits=(20.0, 10.0, 5.0))
+    LAYOUT.check(p, strict=True)
+    assert np.abs(p[:, POSE]).max(0) == pytest.approx([20.0, 10.0, 5.0], rel=0.02)
+    assert p[:, AU].min() < 0.01 and p[:, AU].max() > 0.99
+    ident = p[:, LAYOUT.group_slice("identity")]
+    assert ident.min() < 0.01 and ident.max() > 0.99 and abs(ident.mean() - 0.5) < 0.01
+    assert np.array_equal(p[:, BROW].sum(1), np.ones(2000)) and set(np.unique(p[:, BROW])) == {0.0, 1.0}
+    assert np.bincount(p[:, BROW].argmax(1)).min() > 2000 / 6 * 0.8  # every style, about equally
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_sparse_au(k):
+    p = pairs.sample_params(LAYOUT, 200, seed=1, sparse_k=k)
+    active = (p[:, AU] > 0).sum(1)
+    assert active.max() == k and (active == k).mean() > 0.95  # (a uniform draw is 0 with probability 0)
+
+
+def test_bad_sampling_options_are_refused():
+    with pytest.raises(ValueError, match="pose_yaw"):
+        pairs.sample_params(LAYOUT, 1, 0, pose_limits=(60.0, 10.0, 10.0))
+    with pytest.raises(ValueError, match="sparse_k"):
+        pairs.sample_params(LAYOUT, 1, 0, sparse_k=27)
+
+
+def test_split_is_deterministic_and_independent_of_count():
+    s = pairs.split_of(0, np.arange(5000), 0.1)
+    assert np.array_equal(s[:100], pairs.split_of(0, np.arange(100), 0.1))
+    assert abs(s.mean() - 0.1) < 0.02
+    assert not np.array_equal(s, pairs.split_of(1, np.arange(5000), 0.1))
+    assert pairs.split_of(0, np.arange(50), 0.0).sum() == 0
+
+
+def test_randomization_draws():
+    off = pairs.draw_randomization(pairs.Randomization(), 0, 5, 3)
+    assert len(off) == len(pairs.draw_columns(("a", "b", "c")))
+    assert off[0] == 0 and off[1] == 0 and np.all(off[8:] == 1)
+    on = pairs.Randomization(light=True, background=True, colors=True)
+    d = pairs.draw_randomization(on, 0, 5, 3)
+    assert np.array_equal(d, pairs.draw_randomization(on, 0, 5, 3))
+    assert not np.array_equal(d, pairs.draw_randomization(on, 0, 6, 3))
+    assert abs(d[0]) <= 60 and abs(d[1]) <= 0.5 and np.all(np.abs(d[8:] - 1) <= 0.2)
+
+
+def test_fast_skinning_matches_core():
+    for rig in (make_synthetic_rig(), load_rig()):
+        params = random_params(rig.layout, np.random.default_rng(0), 3)
+        got = Skinning(rig).positions(params)
+        assert got.dtype == np.float32
+        assert np.abs(got - rig.skin(params)).max() < 1e-5 * rig.height
+
+
+# --- a fake dataset written with the core functions (images drawn with numpy) ---------------------
+def _manifest(rig, count=10, chunk=4, masks=True):
+    return pairs.Manifest.for_rig(rig, resolution=16, engine="workbench", seed=7, count=count, chunk_size=chunk,
+                                  masks=masks)
+
+
+def _png(img) -> bytes:
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def _write_fake(folder, rig, count=10, chunk=4, masks=True):
+    m = _manifest(rig, count, chunk, masks)
+    todo = pairs.prepare_folder(folder, m)
+    assert todo == list(range(m.n_chunks))
+    for c in todo:
+        idx = m.chunk_indices(c)
+        params = pairs.sample_params(rig.layout, len(idx), m.seed, start=int(idx[0]))
+        images = [_png(np.full((16, 16, 3), int(i), np.uint8)) for i in idx]
+        files = {"image": images}
+        for i, data in zip(idx, images):
+            pairs.atomic_write(folder / pairs.IMAGE_NAME.format(int(i)), data)
+        if masks:
+            files["mask"] = [_png(np.full((16, 16), int(i) % 3, np.uint8)) for i in idx]
+            for i, data in zip(idx, files["mask"]):
+                pairs.atomic_write(folder / pairs.MASK_NAME.format(int(i)), data)
+        draws = np.stack([pairs.draw_randomization(pairs.Randomization(), m.seed, i, len(rig.regions)) for i in idx])
+        pairs.write_chunk(folder, m, c, params, rig.landmarks_2d(params, 16), draws, files)
+    pairs.finalize(folder, m)
+    return m
+
+
+@pytest.fixture
+def fake(tmp_path, synthetic_rig):
+    folder = tmp_path / "ds"
+    m = _write_fake(folder, synthetic_rig)
+    return folder, m, synthetic_rig
+
+
+def test_fake_dataset_verifies_and_loads(fake):
+    folder, m, rig = fake
+    report = pairs.verify(folder, rig=rig)
+    assert report.ok, report.summary()
+    assert report.checked == 10
+    ds = pairs.PairsDataset(folder)
+    item = ds[3]
+    assert item["index"] == 3 and item["image"].shape == (16, 16, 3) and item["image"].dtype == np.float32
+    assert item["image"].max() == pytest.approx(3 / 255) and item["mask"].shape == (16, 16)
+    assert np.allclose(item["params"], pairs.sample_params(LAYOUT, 1, 7, start=3)[0].astype(np.float32))
+    train, val = pairs.PairsDataset(folder, "train"), pairs.PairsDataset(folder, "val")
+    assert len(train) + len(val) == 10 and not set(train.indices) & set(val.indices)
+    assert pairs.read_manifest(folder).split_counts == {"train": len(train), "val": len(val)}
+
+
+def test_manifest_round_trip(fake):
+    folder, m, rig = fake
+    d = json.loads((folder / "manifest.json").read_text())
+    assert d["format"] == "au2rig-pairs" and d["format_version"] == pairs.FORMAT_VERSION
+    assert d["rig_hash"] == rig.hash and d["channels"] == list(LAYOUT.names) and d["complete"] is True
+    for key in ("layout_version", "resolution", "engine", "camera", "seed", "count", "sampling", "randomization"):
+        assert key in d
+    back = pairs.read_manifest(folder)
+    assert back.to_dict() == d == pairs.Manifest.from_dict(back.to_dict()).to_dict()
+
+
+def test_resume_refuses_other_settings(fake, tmp_path):
+    folder, m, rig = fake
+    other = _manifest(rig)
+    other.resolution = 32
+    with pytest.raises(pairs.PairsError, match="resolution is 16 there but 32"):
+        pairs.prepare_folder(folder, other)
+    other = _manifest(load_rig())
+    with pytest.raises(pairs.PairsError, match="rig_"):
+        pairs.prepare_folder(folder, other)
+    assert pairs.prepare_folder(folder, _manifest(rig)) == []  # same settings: nothing left to do
+
+
+def test_bad_output_paths(tmp_path, synthetic_rig):
+    m = _manifest(synthetic_rig)
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(pairs.PairsError, match="is a file"):
+        pairs.prepare_folder(afile, m)
+    with pytest.raises(pairs.PairsError, match="is a file"):
+        pairs.prepare_folder(afile / "sub", m)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(pairs.PairsError, match="not a pairs dataset"):
+        pairs.prepare_folder(other, m)
+
+
+def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
+    def full(path, data, durable):
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pairs, "_write_file", full)
+    target = tmp_path / "x.png"
+    with pytest.raises(pairs.PairsError, match=r"x\.png: disk full"):
+        pairs.atomic_write(target, b"abcdef")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _corrupt_and_check(folder, rig, what, index, damage):
+    damage()
+    report = pairs.verify(folder, rig=rig)
+    assert not report.ok
+    assert index in report.indices(what), report.summary()
+    return report
+
+
+def test_verify_names_each_kind_of_corruption(fake):
+    folder, m, rig = fake
+    img = lambda i: folder / pairs.IMAGE_NAME.format(i)  # noqa: E731
+    _corrupt_and_check(folder, rig, "missing image", 2, lambda: img(2).unlink())
+    data = img(5).read_bytes()
+    _corrupt_and_check(folder, rig, "truncated image", 5, lambda: img(5).write_bytes(data[:-20]))
+    _corrupt_and_check(folder, rig, "wrong image size", 6,
+                       lambda: img(6).write_bytes(_png(np.zeros((8, 8, 3), np.uint8))))
+    _corrupt_and_check(folder, rig, "image changed", 7,
+                       lambda: img(7).write_bytes(_png(np.full((16, 16, 3), 99, np.uint8))))
+    mask = folder / pairs.MASK_NAME.format(1)
+    _corrupt_and_check(folder, rig, "bad mask labels", 1,
+                       lambda: mask.write_bytes(_png(np.full((16, 16), 77, np.uint8))))
+
+
+def _edit_chunk(folder, chunk, **changes):
+    rec = pairs.read_chunk(folder, chunk)
+    for key, fn in changes.items():
+        rec[key] = fn(rec[key].copy())
+    (folder / pairs.CHUNK_NAME.format(chunk)).write_bytes(pairs.npz_bytes(**rec))
+
+
+@pytest.mark.parametrize("what, index, edit", [
+    ("non-finite params", 4, lambda p: (p.__setitem__((0, 5), np.nan), p)[1]),
+    ("params out of range", 5, lambda p: (p.__setitem__((1, 0), 80.0), p)[1]),
+    ("brow style not one-hot", 6, lambda p: (p.__setitem__((2, BROW.start), 0.5), p)[1]),
+    ("params differ from the seed's sample", 7, lambda p: (p.__setitem__((3, 40), 0.123), p)[1]),
+])
+def test_verify_names_bad_params(fake, what, index, edit):
+    folder, m, rig = fake
+    _edit_chunk(folder, 1, params=edit)
+    report = pairs.verify(folder, rig=rig)
+    assert index in report.indices(what), report.summary()
+
+
+def test_verify_names_landmark_mismatch_and_duplicates(fake):
+    folder, m, rig = fake
+    _edit_chunk(folder, 0, landmarks=lambda lm: (lm.__setitem__((2, 10, 0), lm[2, 10, 0] + 3), lm)[1])
+    assert pairs.verify(folder, rig=rig).indices("landmarks mismatch") == [2]
+    params = pairs.read_chunk(folder, 0)["params"]
+    _edit_chunk(folder, 2, params=lambda p: (p.__setitem__(0, params[1]), p)[1])
+    report = pairs.verify(folder, rig=rig)
+    assert 8 in report.indices("duplicate") and "pair 1" in str(
+        next(p for p in report.problems if p.what == "duplicate"))
+
+
+def test_verify_reports_missing_chunks_and_temporaries(fake):
+    folder, m, rig = fake
+    (folder / pairs.CHUNK_NAME.format(1)).unlink()
+    (folder / "images" / f".000004.png{pairs.TMP_MARK}999").write_bytes(b"partial")
+    report = pairs.verify(folder, rig=rig)
+    assert report.indices("missing pair") == [4, 5, 6, 7]
+    assert any(p.what == "temporary file" for p in report.problems)
+    assert pairs.prepare_folder(folder, _manifest(rig)) == [1]  # resume: redo chunk 1 only
+    assert not list((folder / "images").glob(f"*{pairs.TMP_MARK}*"))

@@ -1,0 +1,251 @@
+"""Rig render with real bpy: pairs datasets render, verify, resume after a kill, refuse bad input."""
+from __future__ import annotations
+
+import errno
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from addon import contact_sheet, rig_builder  # noqa: E402
+from addon import rig_render  # noqa: E402
+from addon.rig_render import Cancelled, RenderConfig, render_pairs  # noqa: E402
+from core import pairs  # noqa: E402
+from core.rig import load_rig  # noqa: E402
+
+N, SIZE = 16, 64
+
+
+@pytest.fixture(scope="module")
+def rig():
+    return load_rig()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, rig):
+    folder = tmp_path_factory.mktemp("pairs") / "ds"
+    calls = []
+    summary = render_pairs(RenderConfig(output=str(folder), count=N, size=SIZE, masks=True, chunk_size=8),
+                           progress=lambda done, total: calls.append((done, total)), rig=rig)
+    return folder, summary, calls
+
+
+def test_small_dataset_renders_and_verifies(dataset, rig):
+    folder, summary, calls = dataset
+    assert summary["rendered"] == N and calls[-1] == (N, N)
+    report = pairs.verify(folder, rig=rig)
+    assert report.ok, report.summary()
+    assert report.checked == N
+    assert sorted(p.name for p in (folder / "images").iterdir()) == [f"{i:06d}.png" for i in range(N)]
+    ds = pairs.PairsDataset(folder)
+    item = ds[0]
+    assert item["image"].shape == (SIZE, SIZE, 3) and item["mask"].shape == (SIZE, SIZE)
+    assert np.load(folder / "params.npy").shape == (N, len(rig.layout))
+    assert not [p for p in (folder).rglob("*") if pairs.TMP_MARK in p.name]
+    assert "au2rig_pairs" not in bpy.data.scenes  # the render scene is cleaned up
+
+
+def test_manifest_round_trips(dataset, rig):
+    folder, _, _ = dataset
+    d = json.loads((folder / "manifest.json").read_text())
+    m = pairs.read_manifest(folder)
+    assert m.to_dict() == d and pairs.Manifest.from_dict(d).to_dict() == d
+    assert (d["rig_name"], d["rig_hash"], d["resolution"], d["engine"], d["count"]) == (
+        rig.name, rig.hash, SIZE, "workbench", N)
+    assert d["camera"]["focal_px"] == pytest.approx(rig.camera.focal_px(SIZE)) and d["complete"]
+    assert d["regions"] == list(rig.regions) and d["masks"] is True
+
+
+def test_images_show_varied_faces(dataset):
+    folder, _, _ = dataset
+    imgs = np.stack([cv2.imread(str(folder / pairs.IMAGE_NAME.format(i))) for i in range(N)]).astype(float)
+    assert imgs.std(0).mean() > 5  # different faces, poses, expressions
+    masks = np.stack([cv2.imread(str(folder / pairs.MASK_NAME.format(i)), cv2.IMREAD_UNCHANGED) for i in range(N)])
+    face = (masks != pairs.BACKGROUND).mean((1, 2))
+    assert face.min() > 0.15 and face.max() < 0.95
+
+
+def test_landmarks_fall_on_the_face(dataset, rig):
+    folder, _, _ = dataset
+    lms = np.load(folder / "landmarks.npy")
+    face_labels = [rig.regions.index(r) for r in rig.regions if r not in ("hair",)]
+    hits = total = 0
+    for i in range(N):
+        mask = cv2.imread(str(folder / pairs.MASK_NAME.format(i)), cv2.IMREAD_UNCHANGED)
+        xy = np.clip(np.floor(lms[i]).astype(int), 0, SIZE - 1)
+        labels = mask[xy[:, 1], xy[:, 0]]
+        hits += np.isin(labels, face_labels).sum()
+        total += len(labels)
+    assert hits / total >= 0.95, f"only {hits}/{total} landmarks on face regions"
+
+
+def test_same_params_same_image(rig, tmp_path):
+    config = RenderConfig(output=str(tmp_path), size=SIZE)
+    scene = rig_render.RenderScene(rig, config)
+    try:
+        params = pairs.sample_params(rig.layout, 2, seed=5)
+        draws = np.stack([pairs.draw_randomization(config.randomization, 5, i, len(rig.regions)) for i in range(2)])
+        a, _ = scene.render_chunk(params, draws)
+        b, _ = scene.render_chunk(params[::-1], draws[::-1])
+    finally:
+        scene.remove()
+    decode = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # noqa: E731
+    assert np.array_equal(decode(a[0]), decode(b[1])) and np.array_equal(decode(a[1]), decode(b[0]))
+    assert not np.array_equal(decode(a[0]), decode(a[1]))
+
+
+def test_lean_render_equals_the_rigs_own_render(rig, tmp_path):
+    """core deforms the mesh for speed; the image equals the armature-driven rig's render."""
+    params = pairs.sample_params(rig.layout, 1, seed=9)
+    scene, arm_obj = contact_sheet.setup_scene(rig, SIZE)
+    scene.display.render_aa = 'FXAA'
+    scene.render.dither_intensity = 0.0
+    rig_builder.set_params(arm_obj, params[0])
+    ref = contact_sheet.render_image(scene, tmp_path / "ref.png")
+    lean = rig_render.RenderScene(rig, RenderConfig(output=str(tmp_path), size=SIZE))
+    try:
+        data, _ = lean.render_chunk(params, np.stack([pairs.draw_randomization(pairs.Randomization(), 9, 0,
+                                                                                len(rig.regions))]))
+    finally:
+        lean.remove()
+    got = cv2.imdecode(np.frombuffer(data[0], np.uint8), cv2.IMREAD_COLOR)
+    assert np.abs(got.astype(int) - ref).max() <= 2
+
+
+def test_killed_run_resumes_to_exactly_the_requested_pairs(rig, tmp_path):
+    folder = tmp_path / "ds"
+    config = RenderConfig(output=str(folder), count=12, size=32, chunk_size=4, masks=True)
+
+    def kill_after_one_chunk(done, total):
+        if done >= 4:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        render_pairs(config, progress=kill_after_one_chunk, rig=rig)
+    report = pairs.verify(folder, rig=rig)
+    assert report.indices("missing pair") == list(range(4, 12))
+    # what a hard kill leaves: a stray temporary file and a truncated image of an unfinished chunk
+    (folder / "images" / f".000005.png{pairs.TMP_MARK}4242").write_bytes(b"\x89PNG partial")
+    good = (folder / pairs.IMAGE_NAME.format(0)).read_bytes()
+    (folder / pairs.IMAGE_NAME.format(9)).write_bytes(good[:100])
+    summary = render_pairs(config, rig=rig)
+    assert summary["resumed_from"] == 4 and summary["rendered"] == 8
+    report = pairs.verify(folder, rig=rig)
+    assert report.ok and report.checked == 12, report.summary()
+    assert len(list((folder / "images").iterdir())) == 12 and len(list((folder / "masks").iterdir())) == 12
+
+
+def test_cancel_via_should_stop_keeps_finished_chunks(rig, tmp_path):
+    folder = tmp_path / "ds"
+    config = RenderConfig(output=str(folder), count=8, size=32, chunk_size=4)
+    with pytest.raises(Cancelled):
+        render_pairs(config, should_stop=lambda: pairs.chunk_done(folder, config.manifest(rig), 0), rig=rig)
+    assert sorted(p.name for p in (folder / "images").iterdir()) == [f"{i:06d}.png" for i in range(4)]
+
+
+def test_bad_output_path_is_refused_before_rendering(rig, tmp_path):
+    afile = tmp_path / "file.txt"
+    afile.write_text("not a folder")
+    with pytest.raises(pairs.PairsError, match="file.txt is a file"):
+        render_pairs(RenderConfig(output=str(afile), count=2, size=32), rig=rig)
+    with pytest.raises(pairs.PairsError, match="/proc/au2rig-no-such/ds"):  # unwritable even for root
+        render_pairs(RenderConfig(output="/proc/au2rig-no-such/ds", count=2, size=32), rig=rig)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        import os
+
+        if not os.access(locked, os.W_OK):  # (root may write anywhere: then /proc above is the case)
+            with pytest.raises(pairs.PairsError, match="not writable"):
+                render_pairs(RenderConfig(output=str(locked / "ds"), count=2, size=32), rig=rig)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_unknown_engine_lists_the_valid_ones(rig, tmp_path):
+    with pytest.raises(ValueError, match="unknown engine 'eevee'; valid engines: workbench, cycles"):
+        render_pairs(RenderConfig(output=str(tmp_path / "ds"), engine="eevee"), rig=rig)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_other_settings_in_folder_are_refused(dataset, rig):
+    folder, _, _ = dataset
+    with pytest.raises(pairs.PairsError, match="resolution is 64 there but 32"):
+        render_pairs(RenderConfig(output=str(folder), count=N, size=32, masks=True, chunk_size=8), rig=rig)
+    assert pairs.verify(folder, rig=rig).ok
+
+
+def test_full_disk_gives_a_clear_error_and_no_half_written_pair(rig, tmp_path, monkeypatch):
+    folder = tmp_path / "ds"
+    config = RenderConfig(output=str(folder), count=8, size=32, chunk_size=4)
+    real = pairs._write_file
+    written = []
+
+    def fill_up(path, data, durable):
+        if "images" in str(path) and "000006" in path.name:
+            with open(path, "wb") as f:
+                f.write(data[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        real(path, data, durable)
+
+    monkeypatch.setattr(pairs, "_write_file", fill_up)
+    with pytest.raises(pairs.PairsError, match=r"images/000006\.png: disk full"):
+        render_pairs(config, rig=rig)
+    # chunk 0 is whole; nothing of chunk 1 stays (no temporaries, no images without a record)
+    assert sorted(p.name for p in (folder / "images").iterdir()) == [f"{i:06d}.png" for i in range(4)]
+    assert sorted(p.name for p in (folder / "chunks").iterdir()) == ["000000.npz"]
+    monkeypatch.setattr(pairs, "_write_file", real)
+    assert render_pairs(config, rig=rig)["rendered"] == 4
+    assert pairs.verify(folder, rig=rig).ok
+
+
+def test_randomization_changes_images_reproducibly(rig, tmp_path):
+    on = pairs.Randomization(light=True, background=True, colors=True)
+    a = render_pairs(RenderConfig(output=str(tmp_path / "a"), count=2, size=32, randomization=on), rig=rig)
+    b = render_pairs(RenderConfig(output=str(tmp_path / "b"), count=2, size=32), rig=rig)
+    assert a["rendered"] == b["rendered"] == 2
+    img = lambda f, i: cv2.imread(str(tmp_path / f / pairs.IMAGE_NAME.format(i)))  # noqa: E731
+    assert np.abs(img("a", 0).astype(int) - img("b", 0)).mean() > 5
+    assert np.array_equal(np.load(tmp_path / "a" / "params.npy"), np.load(tmp_path / "b" / "params.npy"))
+    draws = pairs.read_chunk(tmp_path / "a", 0)["randomization"]
+    assert np.array_equal(draws[1], pairs.draw_randomization(on, 0, 1, len(rig.regions)))
+    assert pairs.verify(tmp_path / "a", rig=rig).ok
+
+
+def test_cycles_renders_a_tiny_dataset(rig, tmp_path):
+    summary = render_pairs(RenderConfig(output=str(tmp_path / "c"), count=2, size=32, engine="cycles", samples=2,
+                                        masks=True), rig=rig)
+    assert summary["rendered"] == 2
+    assert pairs.verify(tmp_path / "c", rig=rig).ok
+
+
+def test_operator_runs_headless(rig, tmp_path):
+    import addon
+
+    addon.register()
+    try:
+        result = bpy.ops.au2rig.render_pairs(output=str(tmp_path / "op"), count=3, size=32, sparse_k=2)
+    finally:
+        addon.unregister()
+    assert result == {'FINISHED'}
+    params = np.load(tmp_path / "op" / "params.npy")
+    assert params.shape == (3, len(rig.layout))
+    assert ((params[:, rig.layout.group_slice("au")] > 0).sum(1) == 2).all()
+    assert pairs.verify(tmp_path / "op", rig=rig).ok
+
+
+def test_workers_render_the_same_dataset(rig, tmp_path, dataset):
+    folder, _, _ = dataset
+    config = RenderConfig(output=str(tmp_path / "w"), count=N, size=SIZE, masks=True, chunk_size=8, workers=2)
+    render_pairs(config, rig=rig)
+    assert pairs.verify(tmp_path / "w", rig=rig).ok
+    for i in (0, N - 1):
+        for pattern in (pairs.IMAGE_NAME, pairs.MASK_NAME):
+            a = cv2.imread(str(folder / pattern.format(i)), cv2.IMREAD_UNCHANGED)
+            b = cv2.imread(str(tmp_path / "w" / pattern.format(i)), cv2.IMREAD_UNCHANGED)
+            assert np.array_equal(a, b), (pattern, i)
