@@ -33,7 +33,7 @@ bench-tracker: $(STAMP)
 
 # Reproduces the shipped estimator (core/models/landmarks.onnx and .pt)
 train-landmarks: $(STAMP)
-	$(BIN)/python -m core train-landmarks -o runs/landmarks --steps 10000 --threads 2 \
+	$(BIN)/python -m core train-landmarks -o runs/landmarks --steps 20000 --threads 2 \
 		--export core/models/landmarks.onnx --save-checkpoint core/models/landmarks.pt
 
 clean:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .align import apply_similarity, five_points, roll_degrees, similarity, template
-from .layout import LAYOUT, ParameterLayout
+from .layout import LAYOUT, OPPOSED, ParameterLayout
 from .rig import Rig, load_rig
 
 CHECKPOINT_FORMAT = "au2rig-landmark-estimator"
@@ -120,11 +120,17 @@ def sample_params(n: int, rng: np.random.Generator, cfg: SamplingConfig = Sampli
     values = rng.uniform(0, 1, (n, k)) * (rng.uniform(0, 1, (n, k)) < cfg.au_active)
     values[rng.uniform(0, 1, n) < cfg.neutral_faces] = 0.0
     names = layout.group_names("au")
+    opposed = {name for pair in OPPOSED for name in pair}
     copy = rng.uniform(0, 1, n) < cfg.symmetric
     for i, name in enumerate(names):
-        if name.endswith("_R") and name[:-1] + "L" in names:
+        if name.endswith("_R") and name[:-1] + "L" in names and name not in opposed:
             j = names.index(name[:-1] + "L")
             values[copy, i] = values[copy, j]
+    for a, b in OPPOSED:  # at most one direction at a time
+        i, j = names.index(a), names.index(b)
+        drop = np.where(rng.uniform(0, 1, n) < 0.5, i, j)
+        both = (values[:, i] > 0) & (values[:, j] > 0)
+        values[both, drop[both]] = 0.0
     p[:, au] = values
     return p
 
@@ -506,6 +512,18 @@ def evaluate(predict, params: np.ndarray, landmarks: np.ndarray, layout: Paramet
 
 
 # --- ONNX -----------------------------------------------------------------------------------
+def relaxed_weights(net, layout: ParameterLayout = LAYOUT, rig: Rig | None = None, n: int = 2000) -> list[float]:
+    """Per AU channel, how far the model sees it from a single frame (no reference): Pearson r
+    on held-out rig faces, to the 4th power. The tracker ranks frames by these weighted AU values
+    to find the actor's most relaxed frame before it has a reference."""
+    from .metrics import pearson
+
+    params, lm, _ = heldout_set(n, seed=4242, rig=rig, layout=layout)
+    au = layout.group_slice("au")
+    r = np.nan_to_num(pearson(predict_torch(net, lm)[:, au], params[:, au]), nan=0.0)
+    return [round(float(v), 4) for v in np.clip(r, 0.0, 1.0) ** 4]
+
+
 def export_onnx(net, path, layout: ParameterLayout = LAYOUT, rig: Rig | None = None, extra: dict | None = None) -> Path:
     """Write the network as ONNX (inputs ``landmarks`` and ``reference`` (N, 68, 2) pixels and
     ``has_reference`` (N, 1); output ``params`` (N, P)), with the layout and rig it was made for
@@ -518,14 +536,23 @@ def export_onnx(net, path, layout: ParameterLayout = LAYOUT, rig: Rig | None = N
     net = net.eval()
     dummy = torch.tensor(rig.landmarks_2d(LAYOUT.neutral(2)), dtype=torch.float32)
     flag = torch.ones(2, 1)
+    class Exported(torch.nn.Module):  # the inference signature, clamped outputs
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, landmarks, reference, has_reference):
+            return self.net(landmarks, reference, has_reference, clamp=True)
+
     with atomic_path(path) as tmp:
-        torch.onnx.export(net, (dummy, dummy, flag), tmp, input_names=["landmarks", "reference", "has_reference"],
+        torch.onnx.export(Exported(), (dummy, dummy, flag), tmp, input_names=["landmarks", "reference", "has_reference"],
                           output_names=["params"],
                           dynamic_axes={"landmarks": {0: "batch"}, "reference": {0: "batch"},
                                         "has_reference": {0: "batch"}, "params": {0: "batch"}},
                           opset_version=17, dynamo=False)
         model = onnx.load(tmp)
-        meta = {"kind": "landmarks", **_identity_fields(layout, rig), **(extra or {})}
+        meta = {"kind": "landmarks", **_identity_fields(layout, rig),
+                "relaxed_weights": relaxed_weights(net, layout, rig), **(extra or {})}
         for key, value in meta.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, json.dumps(value)

@@ -29,6 +29,9 @@ import numpy as np
 
 LAYOUT_VERSION = "1.0"
 FACS_SCALE = 5.0  # AU intensity 1.0 == FACS intensity 5 (level E)
+# channels that move the same parts in opposite directions (the jaw to the subject's left or
+# right): both at once cancel out, so a natural expression has at most one of each pair active
+OPPOSED = (("AU30_L", "AU30_R"),)
 
 GROUPS = ("pose", "au", "identity", "brow_style")
 

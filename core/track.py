@@ -148,10 +148,12 @@ RELAXED_SHARE = 0.1  # the reference frame is picked among the most relaxed 10% 
 
 
 def reference_row(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarray,
-                  layout: ParameterLayout = LAYOUT) -> int | None:
+                  layout: ParameterLayout = LAYOUT, weights=None) -> int | None:
     """Row of the actor's neutral reference frame: the frame the user names (``neutral`` a frame
-    number), or automatically, among the most relaxed frames (lowest total AU activation in a
-    first pass without reference), the one nearest a frontal pose. None when off or no face."""
+    number), or automatically, among the most relaxed frames, the one nearest a frontal pose.
+    Relaxed means a low AU activation in a first pass without reference, each AU weighted by how
+    well the model sees it from a single frame (``weights``, from the model's metadata; equal
+    weights without). None when off or no face."""
     if neutral is None or not valid.any():
         return None
     if neutral != "auto":
@@ -163,7 +165,8 @@ def reference_row(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarra
             raise ValueError(f"neutral frame {neutral} has no face; name a frame where the face is found")
         return int(hits[0])
     rows = np.flatnonzero(valid)
-    activation = raw[rows][:, layout.group_slice("au")].sum(1)
+    au = raw[rows][:, layout.group_slice("au")]
+    activation = au @ (np.ones(au.shape[1]) if weights is None else np.asarray(weights, float))
     relaxed = rows[np.argsort(activation, kind="stable")[:max(1, int(round(RELAXED_SHARE * len(rows))))]]
     pose = raw[relaxed][:, layout.group_slice("pose")]
     return int(relaxed[np.argmin(np.abs(pose[:, 0]) + np.abs(pose[:, 1]))])
@@ -243,7 +246,7 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     timestamps = frames_a / fps
     raw = estimate(estimator, landmarks, valid, layout=layout)
-    ref = reference_row(raw, valid, config.neutral, frames_a, layout)
+    ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
     if ref is not None:
         raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
     params, notes = postprocess(raw, timestamps, valid, config, layout, frames_a)

@@ -38,3 +38,22 @@ def test_blend_is_written_atomically(keyed, tmp_path):
     save_blend_atomically(path)
     assert path.stat().st_size > 100_000
     assert [p.name for p in path.parent.iterdir()] == ["demo.blend"]
+
+
+def test_a_rendered_clip_of_the_rig_is_tracked(tmp_path):
+    """End to end on the embedded default's kind of input: render part of the script (neutral
+    into the smile), track it with the shipped model, find the smile."""
+    from addon.demo import render_clip, track_clip
+    from core.performance import Performance
+
+    perf = scripted_performance(15)
+    keep = slice(0, 24)  # 1.6 s: neutral, then the smile
+    short = Performance(perf.times[keep], perf.params[keep], perf.labels[keep], perf.fps)
+    clip = render_clip(load_rig(), short, tmp_path / "clip.mp4", progress=False)
+    out = track_clip(clip, short, tmp_path, progress=False)
+    tracking = out["tracking"]
+    assert len(tracking) == 24 and tracking.success.all()
+    au12 = out["report"]["per_au"]
+    assert au12["AU12"]["pearson"] > 0.8
+    for name in ("demo_tracking.csv", "demo_tracking.json", "demo_tracking.npz", "demo_overlay.png", "demo_curves.png"):
+        assert (tmp_path / name).stat().st_size > 0

@@ -76,3 +76,26 @@ def test_a_truncated_video_keeps_the_frames_it_has(tmp_path):
     path.write_bytes(data[: len(data) * 2 // 3])
     tracking = track_video(path, TrackConfig(smoothing=0.0), progress=False)
     assert 0 < len(tracking) <= 20 and not tracking.success.any()  # grey frames: no face, no crash
+
+
+def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    video = media("single_face.mp4")
+    out = tmp_path / "res" / "clip.csv"
+    run = subprocess.run([sys.executable, "-m", "core", "track", str(video), "-o", str(out), "--quiet",
+                          "--overlay", str(tmp_path / "strip.png"), "--curves", str(tmp_path / "curves.png"),
+                          "--gain", "AU12=1.5", "--smoothing", "0.5", "--max-frames", "30"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    for path in (out, out.with_suffix(".json"), out.with_suffix(".npz"), tmp_path / "strip.png", tmp_path / "curves.png"):
+        assert path.stat().st_size > 0, path
+    tracking = read_tracking(out)
+    assert len(tracking) == 30
+    bad = tmp_path / "notavideo.mp4"
+    bad.write_text("hello")
+    run = subprocess.run([sys.executable, "-m", "core", "track", str(bad), "-o", str(tmp_path / "x.csv")],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 1 and "notavideo.mp4" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "x.csv").exists()
