@@ -13,7 +13,9 @@ without the face are flagged (``success`` False, NaN values) and never invented.
 """
 from __future__ import annotations
 
+import itertools
 import queue
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -126,6 +128,12 @@ def read_frames(path, start: int = 0, step: int = 1, max_frames: int | None = No
         raise VideoError(f"{path}: no frame could be decoded (empty, corrupt or unsupported video)")
 
 
+def count_faces(image: np.ndarray, backend: str = "mediapipe") -> int:
+    """How many faces one frame shows (an image-mode detection, up to 4)."""
+    with open_backend(backend, video=False, max_faces=4) as b:
+        return len(b.detect(image))
+
+
 def video_info(path) -> dict:
     cap, info = open_video(path)
     cap.release()
@@ -217,8 +225,16 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     started = time.perf_counter()
     stopped = False
     bar = tqdm(total=total, desc=f"tracking {Path(video).name}", unit="frame", disable=not progress)
-    with open_backend(config.backend, video=True, max_faces=1) as backend:
-        for index, image in read_frames(video, config.start, config.step, config.max_frames):
+    frames_in = read_frames(video, config.start, config.step, config.max_frames)
+    first = next(frames_in)
+    crowd = count_faces(first[1], config.backend)
+    if crowd > 1:
+        message = (f"{Path(video).name}: {crowd} faces in the first frame; following the largest / most "
+                   f"central one")
+        (tqdm.write if progress else print)(message, file=sys.stderr)
+    # one face in view: the backend may track it alone (fastest); several: it must report them all
+    with open_backend(config.backend, video=True, max_faces=1 if crowd <= 1 else 4) as backend:
+        for index, image in itertools.chain([first], frames_in):
             faces = backend.detect(image)
             face = pick_face(faces, previous, image.shape)
             if face is None and previous is not None and last_seen is not None \
@@ -254,7 +270,8 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
             "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),
-            "frames_with_face": int(valid.sum()), "frames_without_face": int((~valid).sum())}
+            "frames_with_face": int(valid.sum()), "frames_without_face": int((~valid).sum()),
+            "faces_in_first_frame": crowd}
     return Tracking(frames=frames_a, timestamps=timestamps, success=valid, confidence=np.asarray(conf, float),
                     params=params, landmarks=landmarks, fps=fps, meta=meta)
 

@@ -99,3 +99,24 @@ def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, capsys):
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 1 and "notavideo.mp4" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_with_two_faces_the_larger_one_is_followed(tmp_path):
+    import cv2
+
+    from core.track import read_frames
+
+    source = media("single_face.mp4")
+    path = tmp_path / "two.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for _, image in read_frames(source, max_frames=20):
+        face = image[20:340, 160:480]  # the man's head and shoulders, 320 px square
+        canvas = np.full((360, 640, 3), 200, np.uint8)
+        canvas[20:340, 310:630] = face  # the larger face, right
+        canvas[80:320, 20:260] = cv2.resize(face, (240, 240))  # a smaller copy, left
+        writer.write(canvas)
+    writer.release()
+    tracking = track_video(path, TrackConfig(), progress=False)
+    assert tracking.meta["faces_in_first_frame"] == 2
+    assert tracking.success.all()
+    assert (tracking.landmarks[..., 0] > 310).all()  # every frame on the larger face
