@@ -96,8 +96,8 @@ def main(argv=None) -> int:
             written.append(plot_curves(tracking, args.curves))
         n, ok = len(tracking), int(tracking.success.sum())
         seconds = time.perf_counter() - start
-        print(f"tracked {n} frames ({ok} with a face, {n - ok} without) in {seconds:.1f} s "
-              f"({n / max(seconds, 1e-9):.0f} frames/s)", file=sys.stderr)
+        print(f"tracked {n} frames ({ok} with a face, {n - ok} without): {n / max(tracking.meta['seconds'], 1e-9):.0f} "
+              f"frames/s, {seconds:.1f} s in all with start-up and files", file=sys.stderr)
         for path in written:
             print(f"  {path}", file=sys.stderr)
         return 0

@@ -19,8 +19,10 @@ This module never imports ``bpy``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from itertools import combinations
@@ -264,6 +266,22 @@ def _landmark_xy(lms) -> np.ndarray:
     return np.array([(p.x, p.y) for p in lms.landmark], float).reshape(-1, 2)
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the C++ start-up chatter MediaPipe / TFLite print on file descriptor 2 (it would
+    break the progress bar); Python exceptions still come through."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class MediaPipeBackend(LandmarkBackend):
     """MediaPipe's face mesh + face detector (legacy ``solutions.face_mesh`` graph, CPU).
 
@@ -290,7 +308,7 @@ class MediaPipeBackend(LandmarkBackend):
         self.map = mapping if isinstance(mapping, LandmarkMap) else load_landmark_map(mapping)
         self.video, self.max_faces = bool(video), int(max_faces)
         self.min_tracking_confidence = float(min_tracking_confidence)
-        self._make = lambda: SolutionBase(
+        self._build = lambda: SolutionBase(
             binary_graph_path=face_mesh._BINARYPB_FILE_PATH,
             side_inputs={"num_faces": self.max_faces, "with_attention": False,
                          "use_prev_landmarks": self.video},
@@ -302,13 +320,24 @@ class MediaPipeBackend(LandmarkBackend):
         self._graph = self._make()
         self._previous: list[tuple[np.ndarray, float]] = []  # (box, confidence) of the last frame
 
+    def _make(self):
+        with _quiet_stderr():
+            graph = self._build()
+        self._started = False
+        return graph
+
     def meshes(self, image_bgr: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
         """Raw output: per face (468 mesh points (468, 2) in pixels, box, confidence)."""
         image = _check_image(image_bgr)
         if self._graph is None:
             raise RuntimeError("the MediaPipe backend is closed")
         h, w = image.shape[:2]
-        result = self._graph.process({"image": np.ascontiguousarray(image[..., ::-1])})
+        if self._started:
+            result = self._graph.process({"image": np.ascontiguousarray(image[..., ::-1])})
+        else:  # the first frame initialises the models, which talk on stderr
+            with _quiet_stderr():
+                result = self._graph.process({"image": np.ascontiguousarray(image[..., ::-1])})
+            self._started = True
         if not result.multi_face_landmarks:
             self._previous = []
             return []

@@ -222,7 +222,6 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     frames, conf, lms = [], [], []
     previous, last_seen = None, None
     fps = info["fps"]
-    started = time.perf_counter()
     stopped = False
     bar = tqdm(total=total, desc=f"tracking {Path(video).name}", unit="frame", disable=not progress)
     frames_in = read_frames(video, config.start, config.step, config.max_frames)
@@ -234,6 +233,7 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
         (tqdm.write if progress else print)(message, file=sys.stderr)
     # one face in view: the backend may track it alone (fastest); several: it must report them all
     with open_backend(config.backend, video=True, max_faces=1 if crowd <= 1 else 4) as backend:
+        started = time.perf_counter()  # the frames' time: decoding, detection (start-up excluded)
         for index, image in itertools.chain([first], frames_in):
             faces = backend.detect(image)
             face = pick_face(faces, previous, image.shape)
