@@ -85,6 +85,11 @@ class AU2RIG_OT_render_pairs(bpy.types.Operator):
         "chunk_size": bpy.props.IntProperty(name="Chunk Size", default=16, min=1),
         "samples": bpy.props.IntProperty(name="Cycles Samples", default=16, min=1),
         "val_fraction": bpy.props.FloatProperty(name="Validation Share", default=0.1, min=0.0, max=1.0),
+        "lod": bpy.props.EnumProperty(name="Mesh Detail", default="auto",
+                                      items=(("auto", "Auto", "Coarser mesh for small images (same look, faster)"),
+                                             ("full", "Full", "Always the full mesh"),
+                                             ("1", "LOD 1", "Mesh half as fine"),
+                                             ("2", "LOD 2", "Mesh a third as fine"))),
         "overwrite": bpy.props.BoolProperty(name="Overwrite", default=False,
                                           description="Replace a dataset made with other settings"),
     }
@@ -100,7 +105,7 @@ class AU2RIG_OT_render_pairs(bpy.types.Operator):
             randomization=pairs.Randomization(light=self.randomize_light, background=self.randomize_background,
                                               colors=self.randomize_colors),
             chunk_size=self.chunk_size, samples=self.samples, val_fraction=self.val_fraction,
-            overwrite=self.overwrite, workers=1)
+            lod=self.lod, overwrite=self.overwrite, workers=1)
 
     def execute(self, context):
         """Run to completion (headless: ``bpy.ops.au2rig.render_pairs(output=..., count=...)``)."""

@@ -4,6 +4,7 @@
     python -m addon contact-sheet -o sheet.png [--size 256] [--columns 8] [--seed 0] [--rig spec.toml]
     python -m addon render-pairs OUT --count N [--size 128] [--engine workbench|cycles] [--seed 0]
                                  [--sparse-k K] [--masks] [--randomize light,background,colors] [--workers W]
+                                 [--lod auto|full|N]
     python -m addon verify-pairs OUT [--no-images]
 """
 from __future__ import annotations
@@ -87,6 +88,9 @@ def _pairs_arguments(commands) -> None:
     rp.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default 16)")
     rp.add_argument("--val-fraction", type=float, default=0.1, help="share of validation pairs (default 0.1)")
     rp.add_argument("--rig", default=None, help="rig spec TOML (default: the built-in rig)")
+    rp.add_argument("--lod", default="auto",
+                    help="mesh level of detail: auto (default: coarser mesh for small images, same look), "
+                         "full, or 1, 2")
     rp.add_argument("--overwrite", action="store_true", help="replace a dataset made with other settings")
     rp.add_argument("--no-fsync", action="store_true", help="skip fsync (faster; a power cut may lose chunks)")
     vp = commands.add_parser("verify-pairs", help="check a pairs dataset folder; report problems by pair index")
@@ -112,7 +116,7 @@ def _render_pairs(args) -> int:
         pose_limits=tuple(args.pose_limits), sparse_k=args.sparse_k, masks=args.masks,
         randomization=pairs.Randomization(**{f: True for f in flags}), chunk_size=args.chunk_size,
         workers=args.workers or cores, val_fraction=args.val_fraction, aa=args.aa, samples=args.samples,
-        rig=args.rig, overwrite=args.overwrite, durable=not args.no_fsync)
+        rig=args.rig, lod=args.lod, overwrite=args.overwrite, durable=not args.no_fsync)
     bar = tqdm(total=args.count, desc="rendering pairs", unit="pair", file=sys.stderr, dynamic_ncols=True)
 
     def progress(done, total):

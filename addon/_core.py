@@ -5,7 +5,7 @@ vendors it into the extension and rewrites the imports below to relative ones.
 """
 from core.layout import LAYOUT, ParameterLayout  # noqa: F401
 from core.performance import scripted_performance  # noqa: F401
-from core.rig import Rig, RigSpecError, load_rig  # noqa: F401
+from core.rig import LOD_FACTORS, Rig, RigSpecError, auto_lod, load_rig, lod_of  # noqa: F401
 from core import pairs  # noqa: F401
 from core.skinning import Skinning  # noqa: F401
 
@@ -18,4 +18,4 @@ def tracker():
     return track, metrics, overlay
 
 __all__ = ["LAYOUT", "ParameterLayout", "scripted_performance", "Rig", "RigSpecError", "load_rig", "pairs",
-           "Skinning"]
+           "Skinning", "LOD_FACTORS", "auto_lod", "lod_of"]

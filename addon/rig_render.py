@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from . import rig_builder
-from ._core import Skinning, load_rig, pairs
+from ._core import LOD_FACTORS, Skinning, auto_lod, load_rig, lod_of, pairs
 from .contact_sheet import _quiet_stdout
 
 ENGINE_IDS = {"workbench": "BLENDER_WORKBENCH", "cycles": "CYCLES"}
@@ -57,6 +57,7 @@ class RenderConfig:
     aa: str = "FXAA"  # Workbench anti-aliasing (render_aa); masks always render without
     samples: int = 16  # Cycles samples per pixel
     rig: str | None = None  # rig spec TOML; None: the built-in rig
+    lod: str = "auto"  # mesh level of detail: "auto" (by size), "full" (= "0"), or "1", "2" (coarser)
     overwrite: bool = False
     durable: bool = True  # fsync each chunk's files before its record
 
@@ -69,20 +70,47 @@ class RenderConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        self.lod_level(None)  # raises on a bad value
         if not 0.0 <= self.val_fraction <= 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1], got {self.val_fraction}")
         pairs.Sampling(tuple(self.pose_limits), self.sparse_k).check()
         if not str(self.output):
             raise ValueError("output folder is empty")
 
-    def manifest(self, rig) -> pairs.Manifest:
+    def lod_level(self, rig) -> int:
+        """The level of detail images are rendered at: 0 (the full mesh) or k > 0 (LOD k).
+
+        "auto" takes the coarsest LOD that looks the same at this image size
+        (:func:`core.rig.auto_lod`), and the full mesh for a rig without levels of detail
+        (``rig=None``: the check only)."""
+        lod = str(self.lod).strip().lower()
+        if lod == "auto":
+            if rig is None:
+                return 0
+            try:
+                lod_of(rig, 1)
+            except ValueError:  # (RigSpecError too) no spec, or a generator without LODs
+                return 0
+            return auto_lod(self.size)
+        if lod == "full":
+            return 0
+        if lod.isdigit() and int(lod) < len(LOD_FACTORS):
+            return int(lod)
+        raise ValueError(f"lod must be auto, full or 0..{len(LOD_FACTORS) - 1}, got {self.lod!r}")
+
+    def render_rig(self, rig):
+        """The rig whose mesh is rendered: ``rig`` itself or its level of detail."""
+        return lod_of(rig, self.lod_level(rig))
+
+    def manifest(self, rig, render_rig=None) -> pairs.Manifest:
         options = {"aa": self.aa} if self.engine == "workbench" else {"samples": self.samples, "device": "CPU",
                                                                       "denoise": False}
         return pairs.Manifest.for_rig(
             rig, resolution=self.size, engine=self.engine, seed=self.seed, count=self.count,
             chunk_size=self.chunk_size, sampling=pairs.Sampling(tuple(self.pose_limits), self.sparse_k),
             randomization=self.randomization, masks=self.masks, val_fraction=self.val_fraction,
-            engine_options=options, software={"blender": bpy.app.version_string})
+            engine_options=options, software={"blender": bpy.app.version_string},
+            render_rig=render_rig if render_rig is not None else self.render_rig(rig))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +120,7 @@ class RenderConfig:
         d = dict(d)
         d["randomization"] = pairs.Randomization(**d.get("randomization", {}))
         d["pose_limits"] = tuple(d.get("pose_limits", (45.0, 30.0, 30.0)))
+        d["lod"] = str(d.get("lod", "auto"))
         return cls(**d)
 
 
@@ -326,8 +355,9 @@ class PairsJob:
         config.check()
         self.config = config
         self.rig = rig or load_rig(config.rig)
+        self.render_rig = config.render_rig(self.rig)  # the mesh drawn: the rig or its LOD
         self.folder = Path(config.output)
-        self.manifest = config.manifest(self.rig)
+        self.manifest = config.manifest(self.rig, self.render_rig)
         if worker_chunks is None:  # the parent (or only) process owns the folder
             self.todo = pairs.prepare_folder(self.folder, self.manifest, config.overwrite)
             self._remove_unfinished(self.todo)
@@ -356,9 +386,9 @@ class PairsJob:
         draws = np.stack([pairs.draw_randomization(cfg.randomization, m.seed, i, len(self.rig.regions))
                           for i in idx])
         if self._scene is None:
-            self._scene = RenderScene(self.rig, cfg)
+            self._scene = RenderScene(self.render_rig, cfg)
         images, masks = self._scene.render_chunk(params, draws, self.should_stop)
-        landmarks = self.rig.landmarks_2d(params, m.resolution)
+        landmarks = self.rig.landmarks_2d(params, m.resolution)  # the full rig's, whatever the LOD
         self._current = list(idx)
         files = {"image": images}
         for i, data in zip(idx, images):

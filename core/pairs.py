@@ -5,16 +5,19 @@ Pure numpy (no ``bpy``): sampling, the on-disk format, atomic writes, resume boo
 
 On disk (one folder)::
 
-    manifest.json        format version, rig name + content hash, layout version + channel names,
-                         resolution, engine, camera, seed, count, chunk size, sampling and
-                         randomisation options, masks, split; "complete" once finished
+    manifest.json        format version, rig name + content hash, the mesh level of detail the
+                         images were rendered at (render_lod, render_hash: LOD k of that rig;
+                         0 = the rig itself), layout version + channel names, resolution,
+                         engine, camera, seed, count, chunk size, sampling and randomisation
+                         options, masks, split; "complete" once finished
     images/000123.png    RGB, 8 bit, resolution x resolution
     masks/000123.png     optional: one uint8 label per pixel, the index of the region in
                          manifest["masks"]["regions"] (= rig.regions); BACKGROUND (255) elsewhere
     chunks/000007.npz    per chunk of ``chunk_size`` consecutive pairs: indices, params (float64),
                          landmarks (float32, pixels), randomisation draws, image/mask sizes + CRC32
     params.npy           (N, P) float64, assembled from the chunks when the run completes
-    landmarks.npy        (N, 68, 2) float32 pixels: x right, y down, (0, 0) the top-left corner
+    landmarks.npy        (N, 68, 2) float32 pixels: x right, y down, (0, 0) the top-left corner;
+                         always the full rig's landmarks, whatever the render LOD
     split.npy            (N,) uint8: 0 train, 1 val (a hash of (seed, index), so it never
                          depends on the count or on the order pairs were rendered in)
 
@@ -188,7 +191,8 @@ def split_of(seed: int, indices, val_fraction: float) -> np.ndarray:
 
 # --- manifest -----------------------------------------------------------------------------
 # Fields that must agree for a run to resume into an existing folder.
-IDENTITY_FIELDS = ("format_version", "rig_name", "rig_hash", "layout_version", "channels", "resolution",
+IDENTITY_FIELDS = ("format_version", "rig_name", "rig_hash", "render_lod", "render_hash", "layout_version",
+                   "channels", "resolution",
                    "engine", "engine_options", "camera", "seed", "count", "chunk_size", "sampling",
                    "randomization", "masks", "regions", "val_fraction")
 
@@ -219,12 +223,16 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     rig_source: str = ""
     software: dict = field(default_factory=dict)
+    render_lod: int = 0  # images show LOD k of the rig (0: the rig's own mesh); landmarks are the rig's
+    render_hash: str = ""  # content hash of the mesh rendered (= rig_hash at LOD 0)
 
     @classmethod
     def for_rig(cls, rig, *, resolution: int, engine: str, seed: int, count: int, chunk_size: int = 16,
                 sampling: Sampling = Sampling(), randomization: Randomization = Randomization(),
                 masks: bool = False, val_fraction: float = 0.1, engine_options: dict | None = None,
-                software: dict | None = None) -> "Manifest":
+                software: dict | None = None, render_rig=None) -> "Manifest":
+        """``render_rig``: the level of detail of ``rig`` the images show (default ``rig``)."""
+        render_rig = rig if render_rig is None else render_rig
         cam = rig.camera
         camera = {"location": list(map(float, cam.location)), "look_at": list(map(float, cam.look_at)),
                   "lens_mm": float(cam.lens_mm), "sensor_mm": float(cam.sensor_mm),
@@ -235,7 +243,8 @@ class Manifest:
                    chunk_size=int(chunk_size), engine_options=dict(engine_options or {}),
                    sampling=_jsonable(asdict(sampling)), randomization=asdict(randomization),
                    masks=bool(masks), regions=list(rig.regions), val_fraction=float(val_fraction),
-                   randomization_columns=list(draw_columns(rig.regions)), software=dict(software or {}))
+                   randomization_columns=list(draw_columns(rig.regions)), software=dict(software or {}),
+                   render_lod=int(render_rig.lod), render_hash=render_rig.hash)
 
     @property
     def n_chunks(self) -> int:
@@ -254,6 +263,8 @@ class Manifest:
         if d.get("format_version") != FORMAT_VERSION:
             raise PairsError(f"{where}: format_version {d.get('format_version')!r} is not supported "
                              f"(this code reads {FORMAT_VERSION})")
+        if "render_lod" not in d:  # written before levels of detail: the rig's own mesh
+            d = dict(d, render_lod=0, render_hash=d.get("rig_hash", ""))
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -586,6 +597,8 @@ def verify(folder, rig=None, layout: ParameterLayout = LAYOUT, images: bool = Tr
     if rig is not None and rig.hash != m.rig_hash:
         report.add(None, "rig", f"manifest rig hash {m.rig_hash} differs from {rig.name} {rig.hash}")
         rig = None
+    if rig is not None:
+        _check_render_lod(report, m, rig)
     for p in remove_temporaries_list(folder):
         report.add(None, "temporary file", f"{p} (left by a killed run)")
 
@@ -659,6 +672,21 @@ def verify(folder, rig=None, layout: ParameterLayout = LAYOUT, images: bool = Tr
     elif report.ok:
         report.add(None, "incomplete", "manifest says the run has not finished")
     return report
+
+
+def _check_render_lod(report, m: Manifest, rig) -> None:
+    """The images' mesh: the rig itself (LOD 0) or its LOD ``render_lod``, by content hash."""
+    from .rig import lod_of
+
+    try:
+        shown = lod_of(rig, int(m.render_lod))
+    except (ValueError, TypeError) as e:
+        report.add(None, "render LOD", f"manifest says images show LOD {m.render_lod!r} of {rig.name}, "
+                                       f"which cannot be built here: {e}")
+        return
+    if shown.hash != m.render_hash:
+        report.add(None, "render LOD", f"manifest render hash {m.render_hash} (LOD {m.render_lod}) differs from "
+                                       f"{rig.name} LOD {m.render_lod} {shown.hash}")
 
 
 def remove_temporaries_list(folder) -> list[Path]:

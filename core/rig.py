@@ -26,6 +26,11 @@ RIGS_DIR = Path(__file__).resolve().parent.parent / "rigs"
 DEFAULT_RIG = RIGS_DIR / "bdfm.toml"
 ROTATION_MODES = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 LOCAL_FIELDS = ("loc", "rot", "scale")  # 3 values each -> 9 per bone
+# Render levels of detail: LOD k regenerates the mesh LOD_FACTORS[k] times coarser (0 = full).
+LOD_FACTORS = (1, 2, 3)
+# "auto" LOD: the coarsest level whose smallest image size (px) is at most the image size
+# (measured on the built-in rig: LOD k renders look like the full mesh from these sizes down).
+LOD_AUTO_SIZES = (256, 128, 0)
 
 
 class RigSpecError(ValueError):
@@ -80,9 +85,11 @@ class Rig:
     camera: Camera
     lights: tuple[dict, ...] = ()
     extras: dict = field(default_factory=dict)
+    lod: int = 0  # render level of detail of the mesh (0: the rig itself; see load_rig)
 
     def __repr__(self) -> str:
-        return (f"Rig({self.name!r}, {len(self.vertices)} vertices, {len(self.bone_names)} bones, "
+        lod = f", LOD {self.lod}" if self.lod else ""
+        return (f"Rig({self.name!r}{lod}, {len(self.vertices)} vertices, {len(self.bone_names)} bones, "
                 f"hash {self.hash}, from {self.source})")
 
     # --- derived ---------------------------------------------------------------
@@ -383,12 +390,37 @@ def _levels(rig: Rig) -> list[list[int]]:
 _CACHE: dict[str, Rig] = {}
 
 
-def load_rig(path: str | Path | None = None, layout: ParameterLayout = LAYOUT) -> Rig:
-    """Load a rig spec (TOML) and build its mesh; cached per path."""
+def load_rig(path: str | Path | None = None, layout: ParameterLayout = LAYOUT, lod: int = 0) -> Rig:
+    """Load a rig spec (TOML) and build its mesh; cached per path and level of detail.
+
+    ``lod`` k > 0 gives a render level of detail: the same rig (bones, tables, camera,
+    regions, parameter layout) with its mesh generated ``LOD_FACTORS[k]`` times coarser, for
+    small images. Its own vertices, faces, weights and landmark vertices; ``rig.lod`` says k.
+    Landmarks for training come from the full rig (lod 0), not from a LOD.
+    """
     from .rigspec import build_rig
 
     path = Path(path or DEFAULT_RIG).resolve()
-    key = str(path)
+    key = (str(path), int(lod))
     if key not in _CACHE:
-        _CACHE[key] = build_rig(path, layout)
+        _CACHE[key] = build_rig(path, layout, int(lod))
     return _CACHE[key]
+
+
+def auto_lod(size: int) -> int:
+    """The level of detail that renders ``size`` px images like the full mesh, cheapest first."""
+    return next(k for k, least in enumerate(LOD_AUTO_SIZES) if size >= least)
+
+
+def lod_of(rig: Rig, lod: int) -> Rig:
+    """Level of detail ``lod`` of ``rig`` (``rig`` itself for 0); the rig must come from a spec
+    whose generator supports levels of detail (raises :class:`RigSpecError` otherwise)."""
+    if lod == rig.lod:
+        return rig
+    if rig.lod:
+        raise ValueError(f"{rig!r} is already a level of detail; take LODs of the full rig")
+    if not str(rig.source).endswith(".toml") or not Path(rig.source).is_file():
+        raise RigSpecError(f"{rig.source}: rig {rig.name!r} was not loaded from a spec; it has no levels of detail")
+    if load_rig(rig.source, rig.layout).hash != rig.hash:
+        raise RigSpecError(f"{rig.source}: changed since rig {rig.name!r} was loaded (or the rig was edited)")
+    return load_rig(rig.source, rig.layout, lod)

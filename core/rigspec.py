@@ -11,7 +11,8 @@ Spec tables (see rigs/bdfm.toml for the built-in face):
   ``mirror_of = "<channel>"`` copies another channel mirrored left/right.
 - ``[identity.<slider>]``: ``at1`` (and optionally ``at0``, default ``-at1``) tables at slider
   values 1 and 0; 0.5 is the base face. ``mirror`` as above.
-- ``[mesh]``: parameters of the generator.
+- ``[mesh]``: parameters of the generator. A generator that also defines
+  ``coarsen(mesh_table, factor) -> mesh_table`` supports render levels of detail (``lod``).
 
 Every error names the file and the field at fault.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .layout import ParameterLayout
-from .rig import LOCAL_FIELDS, ROTATION_MODES, Camera, Rig, RigSpecError, coefficient_names
+from .rig import LOCAL_FIELDS, LOD_FACTORS, ROTATION_MODES, Camera, Rig, RigSpecError, coefficient_names
 
 N_LANDMARKS = 68
 # ``rigs`` sits beside ``core``: top-level in the repository, inside the package when vendored
@@ -165,7 +166,9 @@ def _expand_mirrored_bones(chk: "_Checker", bones: list) -> list:
     return out
 
 
-def build_rig(path: Path, layout: ParameterLayout) -> Rig:
+def build_rig(path: Path, layout: ParameterLayout, lod: int = 0) -> Rig:
+    """The rig of spec ``path``; ``lod`` k > 0: its mesh regenerated LOD_FACTORS[k] times coarser
+    (same bones, tables, camera and regions, so the same parameters drive it)."""
     path = Path(path)
     spec = read_spec(path)
     chk = _Checker(path)
@@ -194,6 +197,12 @@ def build_rig(path: Path, layout: ParameterLayout) -> Rig:
         if not isinstance(b, dict):
             chk.fail(f, "expected a table")
         heads_by_name[chk.get(b, "name", f, str)] = chk.vec(chk.get(b, "head", f), f"{f}.head")
+    if lod:
+        if not isinstance(lod, (int, np.integer)) or not 0 < lod < len(LOD_FACTORS):
+            raise ValueError(f"lod must be one of 0..{len(LOD_FACTORS) - 1}, got {lod!r}")
+        if not hasattr(gen, "coarsen"):
+            chk.fail("generator", f"rigs.{gen_name} has no coarsen(); this rig has no levels of detail")
+        spec = dict(spec, mesh=gen.coarsen(chk.get(spec, "mesh", "spec", dict), LOD_FACTORS[lod]))
     try:
         generated = gen.generate(spec, heads_by_name)
     except (KeyError, TypeError, ValueError, IndexError) as e:
@@ -310,7 +319,8 @@ def build_rig(path: Path, layout: ParameterLayout) -> Rig:
               bone_names=tuple(names), bone_parents=np.array(parents), bone_heads=np.array(heads),
               bone_lengths=np.array(lengths), bone_rotation_modes=tuple(modes), base_locals=base,
               basis=basis, coefficient_names=coef_names, weight_index=w_idx, weight_value=w_val,
-              landmark_vertices=lms, camera=camera, lights=lights, extras=generated.get("extras", {}))
+              landmark_vertices=lms, camera=camera, lights=lights, extras=generated.get("extras", {}),
+              lod=int(lod))
     for a in (verts, faces, face_regions, w_idx, w_val, lms, basis, base, rig.bone_heads, rig.bone_parents):
         a.setflags(write=False)
     return rig

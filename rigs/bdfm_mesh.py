@@ -21,6 +21,30 @@ SEGMENTS = ("inner", "mid", "outer")
 BROW_STYLE_HIDE_DEPTH = 0.006  # style bones sit this far behind the brow, inside the head
 
 
+# --- levels of detail -----------------------------------------------------------------------
+def coarsen(mesh: dict, factor: float) -> dict:
+    """The ``[mesh]`` table of a coarser render level of detail of the same face.
+
+    Every resolution is divided by ``factor``: the skin grid's rings and columns, the crown cap
+    and the eyeballs, ears, brows, mouth cavity and teeth (through ``detail``). Shapes, feature
+    placement and weights follow from the same functions, so the coarse mesh is the same face
+    sampled more sparsely. The skin keeps its dense share at the eyes and the mouth.
+    """
+    if not factor >= 1:
+        raise ValueError(f"LOD factor must be >= 1, got {factor}")
+    m = dict(mesh)
+    m["rings"] = max(40, int(round(mesh["rings"] / factor)))
+    m["columns"] = max(40, 2 * int(round(mesh["columns"] / factor / 2)))
+    m["detail"] = float(mesh.get("detail", 1.0)) / factor
+    return m
+
+
+def _res(m, n: int, lo: int) -> int:
+    """A part's resolution ``n`` at the table's level of detail (exactly ``n`` at full detail)."""
+    d = float(m.get("detail", 1.0))
+    return n if d == 1.0 else max(lo, int(round(n * d)))
+
+
 # --- small numeric helpers -------------------------------------------------------------
 def smoothstep(e0, e1, x):
     t = np.clip((np.asarray(x, float) - e0) / (e1 - e0), 0.0, 1.0)
@@ -261,7 +285,7 @@ def generate(spec: dict, heads: dict) -> dict:
     parts.add(grid["verts"], grid["faces"], grid["regions"], grid["weights"])
     for side, s in (("L", 1.0), ("R", -1.0)):
         _add_eyeball(parts, m, heads[f"eye.{side}"], f"eye.{side}")
-        _add_ear(parts, heads[f"ear.{side}"], s, f"ear.{side}")
+        _add_ear(parts, m, heads[f"ear.{side}"], s, f"ear.{side}")
         _add_brows(parts, m, skin, heads, side, s)
     _add_mouth_inside(parts, m, heads)
 
@@ -290,7 +314,7 @@ def _skin_grid(m, skin: Skin, heads, spec):
     zm = skin.z_m
     e_z = heads["eye.L"][2]
     # rings: bottom (neck) to the rounded crown, denser at eyes, mouth and over the face
-    n_cap = 14
+    n_cap = _res(m, 14, 5)
     dens = lambda z: (1 + 2.4 * np.exp(-0.5 * ((z - e_z) / 0.012) ** 2) + 2.2 * np.exp(-0.5 * ((z - zm) / 0.014) ** 2)
                       + 1.5 * smoothstep(-0.15, -0.12, z) * (1 - smoothstep(0.05, 0.08, z)))
     z_low = density_samples(m["neck_z"], skin.z_round, m["rings"] - n_cap, dens)
@@ -306,6 +330,14 @@ def _skin_grid(m, skin: Skin, heads, spec):
     mirror_col = (-np.arange(nc)) % nc
 
     Z, PHI = np.meshgrid(zs, phis, indexing="ij")
+    if float(m.get("detail", 1.0)) < 1.0:
+        # coarse levels of detail: the ring nearest the hairline follows it in every column, so
+        # the hair / skin border (decided per triangle) stays a smooth line, not coarse steps
+        hz = skin.hairline(phis)
+        cand = np.abs(zs[:, None] - hz[None, :])
+        cand[r_m] = np.inf  # (the mouth ring stays on the mouth line)
+        rows = np.argmin(cand, 0)
+        Z[rows, np.arange(nc)] = hz
     verts = skin.point(Z, PHI).reshape(-1, 3)
     ring = np.repeat(np.arange(nr), nc)
     col = np.tile(np.arange(nc), nr)
@@ -503,9 +535,9 @@ def _au_rot(spec, channel, bone):
 def _add_eyeball(parts: _Parts, m, center, bone):
     R = m["eyeball_radius"]
     pa, ia = math.radians(m["pupil_angle"]), math.radians(m["iris_angle"])
-    alphas = np.unique(np.concatenate([np.linspace(0, pa, 3), np.linspace(pa, ia, 4),
-                                       np.linspace(ia, math.pi, 14)]))[1:]  # pole separate
-    nb = 28
+    alphas = np.unique(np.concatenate([np.linspace(0, pa, _res(m, 3, 2)), np.linspace(pa, ia, _res(m, 4, 2)),
+                                       np.linspace(ia, math.pi, _res(m, 14, 5))]))[1:]  # pole separate
+    nb = _res(m, 28, 12)
     beta = np.linspace(0, 2 * math.pi, nb, endpoint=False)
     A, B = np.meshgrid(alphas, beta, indexing="ij")
     pts = np.stack([np.sin(A) * np.cos(B), -np.cos(A), np.sin(A) * np.sin(B)], -1).reshape(-1, 3)
@@ -546,9 +578,9 @@ def _ellipsoid(center, radii, n_u=16, n_v=12, rot_z=0.0):
     return pts, np.array(faces)
 
 
-def _add_ear(parts: _Parts, head, side, bone):
+def _add_ear(parts: _Parts, m, head, side, bone):
     pts, faces = _ellipsoid(head + np.array([0.004 * side, 0.004, 0.0]), np.array([0.0055, 0.015, 0.026]),
-                            rot_z=-0.3 * side)
+                            _res(m, 16, 8), _res(m, 12, 6), rot_z=-0.3 * side)
     parts.add(pts, faces, "skin", {bone: 1.0})
 
 
@@ -556,7 +588,7 @@ def _add_brows(parts: _Parts, m, skin: Skin, heads, side, sgn):
     hx = np.array([heads[f"brow_{g}.{side}"][0] for g in SEGMENTS]) * sgn
     hz = np.array([heads[f"brow_{g}.{side}"][2] for g in SEGMENTS])
     coef = np.polyfit([0, 0.5, 1], hz, 2)
-    n_along, n_across = 26, 5
+    n_along, n_across = _res(m, 26, 10), _res(m, 5, 3)
     for style in m["brow_style"]:
         reach = style.get("reach", 1.0)
         lam = np.linspace(-0.04, reach, n_along)
@@ -587,7 +619,7 @@ def _add_mouth_inside(parts: _Parts, m, heads):
     # cavity: an ellipsoid cup open toward the lips; upper half with the head, lower with the jaw
     c = np.array([0.0, heads["mouth"][1] + 0.031, zm - 0.004])
     radii = np.array([0.029, 0.031, 0.019])
-    n_u, n_v = 24, 16
+    n_u, n_v = _res(m, 24, 12), _res(m, 16, 6)
     av = np.linspace(math.radians(62), math.pi, n_v)  # angle from -Y; the front cap is open
     bu = np.linspace(0, 2 * math.pi, n_u, endpoint=False)
     A, B = np.meshgrid(av, bu, indexing="ij")
@@ -603,7 +635,7 @@ def _add_mouth_inside(parts: _Parts, m, heads):
     for bone, z0, z1, inset in (("teeth_upper", zm - 0.0025, zm + 0.0065, 0.0), ("teeth_lower", zm - 0.0095, zm - 0.0015, 0.0015)):
         hy = heads[bone][1] + inset
         ra = 0.024
-        ang = np.linspace(-1.05, 1.05, 22)
+        ang = np.linspace(-1.05, 1.05, _res(m, 22, 8))
         prof = [(0.0, z0), (0.0, z1), (0.005, z1), (0.005, z0)]
         pts = []
         for a in ang:

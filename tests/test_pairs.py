@@ -10,7 +10,7 @@ import pytest
 
 from core import pairs
 from core.layout import LAYOUT
-from core.rig import load_rig
+from core.rig import LOD_FACTORS, auto_lod, load_rig, lod_of
 from core.skinning import Skinning
 from conftest import make_synthetic_rig, random_params
 
@@ -79,18 +79,82 @@ def test_fast_skinning_matches_core():
         assert np.abs(got - rig.skin(params)).max() < 1e-5 * rig.height
 
 
+# --- render levels of detail ---------------------------------------------------------------------
+SAME_RIG = ("name", "layout", "bone_names", "bone_parents", "bone_heads", "bone_lengths", "bone_rotation_modes",
+            "base_locals", "basis", "coefficient_names", "regions", "region_colors", "camera", "lights")
+
+
+def test_lod_rig_is_the_same_rig_with_a_coarser_mesh():
+    full = load_rig()
+    assert lod_of(full, 0) is full and full.lod == 0
+    params = random_params(full.layout, np.random.default_rng(1), 3)
+    faces = len(full.faces)
+    for k in range(1, len(LOD_FACTORS)):
+        lod = lod_of(full, k)
+        assert lod is load_rig(lod=k) and lod.lod == k and f"LOD {k}" in repr(lod)
+        for name in SAME_RIG:  # same parameters drive it: bones, tables, camera, regions
+            a, b = getattr(full, name), getattr(lod, name)
+            assert (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b), name
+        assert faces > len(lod.faces) < 1.5 * len(full.faces) / LOD_FACTORS[k] ** 2 and lod.hash != full.hash
+        faces = len(lod.faces)
+        assert set(np.unique(lod.face_regions)) == set(range(len(lod.regions)))  # every region still drawn
+        got = Skinning(lod).positions(params)  # the fast deformer works on it, like on the full rig
+        assert got.shape == (3, len(lod.vertices), 3)
+        assert np.abs(got - lod.skin(params)).max() < 1e-5 * lod.height
+        # the same face sampled more sparsely: its own landmark vertices stay near the full rig's
+        err = np.linalg.norm(lod.landmarks_3d(params) - full.landmarks_3d(params), axis=-1)
+        assert np.median(err) < 0.01 * full.height and err.max() < 0.03 * full.height, (k, err.max())
+    assert [auto_lod(s) for s in (512, 256, 255, 128, 127, 64, 16)] == [0, 0, 1, 1, 2, 2, 2]
+
+
+def test_lod_needs_a_rig_from_a_spec(synthetic_rig):
+    assert lod_of(synthetic_rig, 0) is synthetic_rig
+    with pytest.raises(ValueError, match="not loaded from a spec"):
+        lod_of(synthetic_rig, 1)
+    with pytest.raises(ValueError, match="lod must be one of"):
+        load_rig(lod=len(LOD_FACTORS))
+    with pytest.raises(ValueError, match="already a level of detail"):
+        lod_of(load_rig(lod=1), 2)
+
+
+def test_manifest_records_the_render_lod(tmp_path):
+    full, lod = load_rig(), load_rig(lod=1)
+    m = _manifest(full, render_rig=lod)
+    assert (m.rig_hash, m.render_lod, m.render_hash) == (full.hash, 1, lod.hash)
+    plain = _manifest(full)
+    assert (plain.render_lod, plain.render_hash) == (0, full.hash)
+    assert plain.mismatch(m) == "render_lod is 0 there but 1 for this run"
+    legacy = plain.to_dict()  # written before levels of detail existed: the rig's own mesh
+    del legacy["render_lod"], legacy["render_hash"]
+    assert pairs.Manifest.from_dict(legacy).mismatch(plain) is None
+
+
+def test_lod_dataset_verifies_against_the_full_rig(tmp_path):
+    full, lod = load_rig(), load_rig(lod=1)
+    folder = tmp_path / "ds"
+    _write_fake(folder, full, count=4, render_rig=lod)
+    report = pairs.verify(folder, rig=full)  # landmarks: the full rig's; images: LOD 1 of it
+    assert report.ok, report.summary()
+    d = json.loads((folder / "manifest.json").read_text())
+    assert (d["render_lod"], d["render_hash"]) == (1, lod.hash)
+    d["render_hash"] = "0" * 16
+    (folder / "manifest.json").write_text(json.dumps(d))
+    report = pairs.verify(folder, rig=full)
+    assert [p.what for p in report.problems] == ["render LOD"] and "LOD 1" in report.problems[0].detail
+
+
 # --- a fake dataset written with the core functions (images drawn with numpy) ---------------------
-def _manifest(rig, count=10, chunk=4, masks=True):
+def _manifest(rig, count=10, chunk=4, masks=True, render_rig=None):
     return pairs.Manifest.for_rig(rig, resolution=16, engine="workbench", seed=7, count=count, chunk_size=chunk,
-                                  masks=masks)
+                                  masks=masks, render_rig=render_rig)
 
 
 def _png(img) -> bytes:
     return cv2.imencode(".png", img)[1].tobytes()
 
 
-def _write_fake(folder, rig, count=10, chunk=4, masks=True):
-    m = _manifest(rig, count, chunk, masks)
+def _write_fake(folder, rig, count=10, chunk=4, masks=True, render_rig=None):
+    m = _manifest(rig, count, chunk, masks, render_rig)
     todo = pairs.prepare_folder(folder, m)
     assert todo == list(range(m.n_chunks))
     for c in todo:
