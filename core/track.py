@@ -13,6 +13,7 @@ without the face are flagged (``success`` False, NaN values) and never invented.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import queue
 import sys
@@ -71,13 +72,13 @@ def open_video(path) -> tuple:
     return cap, info
 
 
-def read_frames(path, start: int = 0, step: int = 1, max_frames: int | None = None, prefetch: int = 8):
+def read_frames(path, start: int = 0, step: int = 1, max_frames: int | None = None, prefetch: int = 8, opened=None):
     """Yield ``(frame_index, image_bgr)`` decoded in a background thread (OpenCV releases the GIL,
     so decoding overlaps detection). Raises :class:`VideoError` naming the file when no frame at
-    all can be decoded."""
+    all can be decoded. ``opened``: the ``(capture, info)`` of :func:`open_video`, to not open twice."""
     import cv2
 
-    cap, info = open_video(path)
+    cap, info = opened or open_video(path)
     if start:
         cap.set(cv2.CAP_PROP_POS_FRAMES, start)
     q: queue.Queue = queue.Queue(maxsize=prefetch)
@@ -209,13 +210,23 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
                 should_stop=None, layout: ParameterLayout = LAYOUT) -> Tracking:
     """Track one video. ``on_progress(done, total)`` is called per frame; ``should_stop()``
     returning True ends the run early (the frames read so far are returned, meta says so)."""
+    model = Path(config.model) if config.model else DEFAULT_ONNX
+    if not model.is_file():
+        raise FileNotFoundError(f"no estimator model at {model}")
+    opened = open_video(video)
+    # the model loads (and is checked against the rig) while the first frames are detected
+    loading = concurrent.futures.ThreadPoolExecutor(1)
+    pending = loading.submit(OnnxEstimator, model, config.threads, layout)
+    try:
+        return _track(video, config, progress, on_progress, should_stop, layout, opened, model, pending)
+    finally:
+        loading.shutdown(wait=False, cancel_futures=True)
+
+
+def _track(video, config, progress, on_progress, should_stop, layout, opened, model, pending) -> Tracking:
     from tqdm import tqdm
 
-    info = video_info(video)
-    model = Path(config.model) if config.model else DEFAULT_ONNX
-    estimator = OnnxEstimator(model, threads=config.threads, layout=layout)
-    if estimator.kind != "landmarks":
-        raise ValueError(f"{model}: a {estimator.kind!r} model; the tracker's landmark path needs a landmark model")
+    info = opened[1]
     total = max(0, (info["frames"] - config.start + config.step - 1) // config.step) if info["frames"] else None
     if total is not None and config.max_frames is not None:
         total = min(total, config.max_frames)
@@ -224,7 +235,7 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     fps = info["fps"]
     stopped = False
     bar = tqdm(total=total, desc=f"tracking {Path(video).name}", unit="frame", disable=not progress)
-    frames_in = read_frames(video, config.start, config.step, config.max_frames)
+    frames_in = read_frames(video, config.start, config.step, config.max_frames, opened=opened)
     first = next(frames_in)
     crowd = count_faces(first[1], config.backend)
     if crowd > 1:
@@ -235,6 +246,8 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     with open_backend(config.backend, video=True, max_faces=1 if crowd <= 1 else 4) as backend:
         started = time.perf_counter()  # the frames' time: decoding, detection (start-up excluded)
         for index, image in itertools.chain([first], frames_in):
+            if pending.done() and pending.exception() is not None:
+                raise pending.exception()  # a model that cannot be used: say so now, not at the end
             faces = backend.detect(image)
             face = pick_face(faces, previous, image.shape)
             if face is None and previous is not None and last_seen is not None \
@@ -261,6 +274,9 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     landmarks = np.asarray(lms, float).reshape(-1, 68, 2)
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     timestamps = frames_a / fps
+    estimator = pending.result()
+    if estimator.kind != "landmarks":
+        raise ValueError(f"{model}: a {estimator.kind!r} model; the tracker's landmark path needs a landmark model")
     raw = estimate(estimator, landmarks, valid, layout=layout)
     ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
     if ref is not None:
