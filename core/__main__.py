@@ -5,6 +5,7 @@
     python -m core train-landmarks -o runs/landmarks [--steps 20000] [--samples 200000] [--videos V ...]
                                                      [--export core/models/landmarks.onnx]
     python -m core eval-landmarks [--model M.onnx] [--n 2000] [--jitter 0.0]
+    python -m core eval-dataset disfa|bp4d ROOT [--model M.onnx] [--max-frames N] [--step N] [--json OUT]
 """
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--save-checkpoint", help="also save the final weights (no optimiser state) here")
     tr.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
+    commands.add_parser("eval-dataset", add_help=False,
+                        help="AU accuracy on DISFA or BP4D as held by the user (python -m core eval-dataset -h)")
     ev = commands.add_parser("eval-landmarks", help="accuracy of an estimator on held-out rig faces")
     ev.add_argument("--model", help="ONNX model (default: the shipped one)")
     ev.add_argument("--n", type=int, default=2000, help="held-out faces (default 2000)")
@@ -77,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["eval-dataset"]:
+        from .protocols import main_protocol
+
+        return main_protocol(argv[1:])
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     if args.command == "track":
