@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test contact-sheet pairs bench-render bench-tracker train-landmarks clean
+.PHONY: demo test contact-sheet pairs bench-render bench-tracker bench-bake train-landmarks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ pairs: $(STAMP)
 
 bench-render: $(STAMP)
 	$(BIN)/python benchmarks/bench_rig_render.py
+
+bench-bake: $(STAMP)
+	$(BIN)/python benchmarks/bench_bake.py
 
 bench-tracker: $(STAMP)
 	$(BIN)/python benchmarks/bench_tracker.py

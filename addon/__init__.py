@@ -1,8 +1,10 @@
 """au2rig Blender extension: face rigs driven by facial Action Units.
 
 Registers the operator that adds the built-in face rig (BDFM), a sidebar panel with its
-channels (head pose, AUs, identity sliders, brow style) as animatable properties, and the
-offline rig-render operator that writes (parameters, image) pairs datasets.
+channels (head pose, AUs, identity sliders, brow style) as animatable properties, the
+tracking importer (File > Import > au2rig tracking: keys a tracking file onto the rig as a
+new Action) and the offline rig-render operator that writes (parameters, image) pairs
+datasets.
 """
 import bpy
 
@@ -167,11 +169,76 @@ class AU2RIG_OT_render_pairs(bpy.types.Operator):
         return {'FINISHED'}
 
 
+class AU2RIG_OT_import_tracking(bpy.types.Operator):
+    """Key a tracking file (CSV/JSON/NPZ, ours or OpenFace's) onto the au2rig face rig as a new Action"""
+
+    bl_idname = "au2rig.import_tracking"
+    bl_label = "Import au2rig Tracking"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    __annotations__ = {
+        "filepath": bpy.props.StringProperty(name="File", subtype='FILE_PATH'),
+        "filter_glob": bpy.props.StringProperty(default="*.csv;*.json;*.npz", options={'HIDDEN'}),
+        "target": bpy.props.StringProperty(name="Target", default="",
+                                           description="Armature object to key (empty: the active object)"),
+        "channels": bpy.props.EnumProperty(name="Channels", default="pose+au",
+                                           items=(("pose+au", "Pose + AUs", "Head pose and Action Units"),
+                                                  ("pose", "Pose", "Head pose only"),
+                                                  ("au", "AUs", "Action Units only"),
+                                                  ("all", "All", "Every channel, identity and brow style too"))),
+        "start_frame": bpy.props.IntProperty(name="Start Frame", default=1,
+                                             description="Scene frame of the file's first row"),
+        "frame_step": bpy.props.IntProperty(name="Frame Step", default=1, min=1,
+                                            description="Video frames per scene frame (rows in between are skipped)"),
+        "smoothing": bpy.props.FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0,
+                                             description="One Euro smoothing strength (0 off, 1 strong)"),
+        "gains": bpy.props.StringProperty(name="Gains", default="",
+                                          description="Per-channel gain, e.g. AU12=1.5, AU4=0.8 "
+                                                      "(a channel such as AU12_L or a FACS code)"),
+        "scene_fps": bpy.props.BoolProperty(name="Scene FPS From File", default=False,
+                                            description="Set the scene's frame rate to the file's (divided by the step)"),
+        "frame_range": bpy.props.BoolProperty(name="Set Frame Range", default=True,
+                                              description="Set the scene's start and end frames to the keys"),
+        "cleanup": bpy.props.BoolProperty(name="Clean Up Keys", default=False,
+                                          description="Drop keys that their neighbours reproduce (linear)"),
+        "action_name": bpy.props.StringProperty(name="Action", default="",
+                                                description="Name of the new Action (empty: <object>_tracking)"),
+    }
+
+    def execute(self, context):
+        from . import animate
+        from ._core import parse_gains
+
+        obj = bpy.data.objects.get(self.target) if self.target else context.active_object
+        if obj is None:
+            self.report({'ERROR'}, f"no object named {self.target!r}" if self.target
+                        else "no active object: select the au2rig face rig")
+            return {'CANCELLED'}
+        try:
+            gains = parse_gains(self.gains)
+            tracking = animate.load_tracking(self.filepath)
+            action = animate.apply_tracking(
+                obj, tracking, channels=self.channels, start_frame=self.start_frame,
+                frame_step=self.frame_step, smoothing=self.smoothing or None, gains=gains,
+                set_scene_fps=self.scene_fps, set_frame_range=self.frame_range,
+                action_name=self.action_name or None, cleanup=self.cleanup, scene=context.scene)
+        except (ValueError, OSError) as e:
+            self.report({'ERROR'}, str(e))
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"{action.name}: {len(tracking)} rows of {bpy.path.basename(self.filepath)} "
+                              f"onto {obj.name}")
+        return {'FINISHED'}
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+
 def menu_add(self, context):
     self.layout.operator(AU2RIG_OT_add_face_rig.bl_idname, icon='ARMATURE_DATA')
 
 
-CLASSES = (AU2RIG_OT_add_face_rig, AU2RIG_OT_render_pairs, AU2RIG_PT_channels)
+CLASSES = (AU2RIG_OT_add_face_rig, AU2RIG_OT_render_pairs, AU2RIG_OT_import_tracking, AU2RIG_PT_channels)
 
 
 def register():
@@ -179,13 +246,19 @@ def register():
         bpy.utils.register_class(cls)
     bpy.types.VIEW3D_MT_armature_add.append(menu_add)
     bpy.types.TOPBAR_MT_render.append(menu_render)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
 
 
 def menu_render(self, context):
     self.layout.operator(AU2RIG_OT_render_pairs.bl_idname, icon='RENDER_STILL')
 
 
+def menu_import(self, context):
+    self.layout.operator(AU2RIG_OT_import_tracking.bl_idname, text="au2rig tracking (.csv/.json/.npz)")
+
+
 def unregister():
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
     bpy.types.TOPBAR_MT_render.remove(menu_render)
     bpy.types.VIEW3D_MT_armature_add.remove(menu_add)
     for cls in reversed(CLASSES):

@@ -30,6 +30,11 @@ def main(argv=None) -> int:
     sheet.add_argument("--seed", type=int, default=0, help="seed of the random identities (default 0)")
     sheet.add_argument("--rig", default=None, help="rig spec TOML (default: the built-in rig)")
     _pairs_arguments(commands)
+    rec = commands.add_parser("recovery", help="synthetic recovery: render held-out actors, track them, score")
+    rec.add_argument("-o", "--output", default="out/recovery", help="folder for the clips and recovery.txt")
+    rec.add_argument("--actors", type=int, default=4, help="Workbench actors (default 4)")
+    rec.add_argument("--cycles-actors", type=int, default=1, help="Cycles actors (default 1; slow)")
+    rec.add_argument("--seconds", type=float, default=4.0, help="length of each actor's clip (default 4)")
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "_pairs-worker":  # internal: one render worker of render-pairs
@@ -43,6 +48,10 @@ def main(argv=None) -> int:
         return _render_pairs(args)
     if args.command == "verify-pairs":
         return _verify_pairs(args)
+    if args.command == "recovery":
+        from .recovery import main as recovery
+
+        return recovery(Path(args.output), args.actors, args.cycles_actors, args.seconds)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -4,10 +4,12 @@ During development ``core`` is the top-level package at the repository root; bui
 vendors it into the extension and rewrites the imports below to relative ones.
 """
 from core.layout import LAYOUT, ParameterLayout  # noqa: F401
-from core.performance import scripted_performance  # noqa: F401
+from core.keyframes import CHANNEL_SETS, parse_gains, plan_keys, redundant_keys, scene_fps  # noqa: F401
+from core.performance import random_performance, scripted_performance  # noqa: F401
 from core.rig import LOD_FACTORS, Rig, RigSpecError, auto_lod, load_rig, lod_of  # noqa: F401
 from core import pairs  # noqa: F401
 from core.skinning import Skinning  # noqa: F401
+from core.tracking_io import Tracking, read_tracking  # noqa: F401
 
 
 def tracker():
@@ -17,5 +19,6 @@ def tracker():
 
     return track, metrics, overlay
 
-__all__ = ["LAYOUT", "ParameterLayout", "scripted_performance", "Rig", "RigSpecError", "load_rig", "pairs",
-           "Skinning", "LOD_FACTORS", "auto_lod", "lod_of"]
+__all__ = ["LAYOUT", "ParameterLayout", "random_performance", "scripted_performance", "tracker", "Rig", "RigSpecError", "load_rig", "pairs",
+           "Skinning", "LOD_FACTORS", "auto_lod", "lod_of", "CHANNEL_SETS", "parse_gains", "plan_keys",
+           "redundant_keys", "scene_fps", "Tracking", "read_tracking"]

@@ -26,9 +26,12 @@ from ._core import LAYOUT, scripted_performance
 CLIP_SIZE = (640, 360)
 
 
-def key_performance(arm_obj, perf, layout=LAYOUT, channels=None) -> int:
-    """Insert a key per frame on every channel property the performance changes (or on ``channels``,
-    skipping frames whose value is NaN); return the key count."""
+def key_performance(arm_obj, perf, layout=LAYOUT, channels=None, action_name: str = "performance") -> int:
+    """Key the performance onto the rig's channel properties in bulk (one new Action, frame 1 =
+    the first row): every channel it changes, or ``channels``; NaN values get no key. Channels
+    left out are set to the first row's value. Returns the key count."""
+    from .bake import Curve, bake_action
+
     params = perf.params
     if channels is None:
         changing = np.flatnonzero(np.ptp(params, axis=0) > 0)
@@ -36,45 +39,65 @@ def key_performance(arm_obj, perf, layout=LAYOUT, channels=None) -> int:
             arm_obj[layout.names[i]] = float(params[0, i])
     else:
         changing = np.asarray(channels)
-    keys = 0
-    for frame, p in enumerate(params, start=1):
-        for i in changing:
-            if not np.isfinite(p[i]):
-                continue
-            arm_obj[layout.names[i]] = float(p[i])
-            arm_obj.keyframe_insert(data_path=f'["{layout.names[i]}"]', frame=frame)
-            keys += 1
-    return keys
+    curves = [Curve(f'["{layout.names[i]}"]', params[:, i], group=layout.channels[i].group) for i in changing]
+    bake_action(arm_obj, action_name, np.arange(1, len(params) + 1, dtype=float), curves)
+    return int(sum(np.isfinite(params[:, i]).sum() for i in changing))
 
 
-def _clip_key(rig, perf) -> str:
+def _clip_key(rig, perf, look: dict) -> str:
     h = hashlib.sha256(rig.hash.encode())
     h.update(np.ascontiguousarray(perf.params, np.float64).tobytes())
-    h.update(repr(CLIP_SIZE).encode())
+    h.update(repr((CLIP_SIZE, sorted(look.items()))).encode())
     return h.hexdigest()[:16]
 
 
-def render_clip(rig, perf, path: Path, progress: bool = True) -> Path:
+def _set_look(scene, engine: str, light_rotation: float, cycles_samples: int, light_energy: float) -> None:
+    """Engine and lighting of a clip: Workbench's studio light turned by ``light_rotation`` degrees,
+    or Cycles on the CPU with the rig's own lights scaled by ``light_energy``."""
+    import math
+
+    if engine == "workbench":
+        scene.display.render_aa = 'FXAA'
+        shading = scene.display.shading
+        shading.use_world_space_lighting = bool(light_rotation)
+        shading.studiolight_rotate_z = math.radians(light_rotation)
+    elif engine == "cycles":
+        scene.render.engine = 'CYCLES'
+        scene.cycles.device = 'CPU'
+        scene.cycles.samples = cycles_samples
+        scene.cycles.use_denoising = False
+        scene.cycles.seed = 0
+        for obj in scene.objects:
+            if obj.type == 'LIGHT':
+                obj.data.energy *= light_energy
+    else:
+        raise ValueError(f"unknown engine {engine!r}; choose workbench or cycles")
+
+
+def render_clip(rig, perf, path: Path, progress: bool = True, engine: str = "workbench",
+                light_rotation: float = 0.0, cycles_samples: int = 16, light_energy: float = 1.0) -> Path:
     """Render the performance into a 640x360 video (the rig at 360 px, centred); cached by content."""
     from tqdm import tqdm
 
+    look = {"engine": engine, "light_rotation": light_rotation, "cycles_samples": cycles_samples,
+            "light_energy": light_energy}
     meta_path = path.with_suffix(".json")
-    key = _clip_key(rig, perf)
+    key = _clip_key(rig, perf, look if look != DEFAULT_LOOK else {})
     if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
         return path
     width, height = CLIP_SIZE
     scene, arm_obj = contact_sheet.setup_scene(rig, height)
-    scene.display.render_aa = 'FXAA'
+    _set_look(scene, engine, light_rotation, cycles_samples, light_energy)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     frame_png = path.with_name(f".{path.stem}.frame.png")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), perf.fps, (width, height))
     if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write the demo clip {tmp}")
+        raise OSError(f"OpenCV cannot write the clip {tmp}")
     canvas = np.empty((height, width, 3), np.uint8)
     left = (width - height) // 2
     try:
-        for p in tqdm(perf.params, desc="rendering the demo clip", unit="frame", disable=not progress):
+        for p in tqdm(perf.params, desc=f"rendering {path.name} ({engine})", unit="frame", disable=not progress):
             img = contact_sheet.render_tile(scene, arm_obj, p, frame_png)
             canvas[:] = img[0, 0]
             canvas[:, left:left + height] = img
@@ -86,8 +109,11 @@ def render_clip(rig, perf, path: Path, progress: bool = True) -> Path:
         tmp.unlink(missing_ok=True)
         frame_png.unlink(missing_ok=True)
     meta_path.write_text(json.dumps({"key": key, "fps": perf.fps, "frames": len(perf.params),
-                                     "offset_px": [left, 0], "rig_hash": rig.hash}, indent=1))
+                                     "offset_px": [left, 0], "rig_hash": rig.hash, **look}, indent=1))
     return path
+
+
+DEFAULT_LOOK = {"engine": "workbench", "light_rotation": 0.0, "cycles_samples": 16, "light_energy": 1.0}
 
 
 def beat_frames(perf) -> list[tuple[str, int]]:
@@ -140,7 +166,8 @@ def run_demo(out_dir: Path, size: int = 256, fps: float = 30.0, progress: bool =
     tracking = tracked["tracking"]
     animation = np.full_like(perf.params, np.nan)
     animation[tracking.frames[tracking.frames < len(animation)]] = tracking.params[tracking.frames < len(animation)]
-    keys = key_performance(arm_obj, type(perf)(perf.times, animation, perf.labels, fps), channels=moving)
+    keys = key_performance(arm_obj, type(perf)(perf.times, animation, perf.labels, fps), channels=moving,
+                           action_name="demo_tracked")
     out_dir.mkdir(parents=True, exist_ok=True)
     blend = out_dir / "demo.blend"
     save_blend_atomically(blend)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layout import LAYOUT, ParameterLayout
+from .layout import LAYOUT, OPPOSED, ParameterLayout
 
 # (label, seconds, {channel: value}) — the pose of each beat; between beats values ease smoothly
 BEATS = (
@@ -74,4 +74,43 @@ def scripted_performance(fps: float = 30.0, layout: ParameterLayout = LAYOUT, se
     prev = np.array(keys)[np.maximum(beat - 1, 0)]
     params = prev + (np.array(keys)[beat] - prev) * ease[:, None]
     labels = tuple(BEATS[b][0] for b in beat)
+    return Performance(times, params, labels, float(fps))
+
+
+def random_performance(seed: int, seconds: float = 4.0, fps: float = 15.0, layout: ParameterLayout = LAYOUT,
+                       yaw: float = 30.0, pitch: float = 20.0, roll: float = 20.0, beat: float = 0.6) -> Performance:
+    """A held-out actor for synthetic recovery: a random identity and brow style, a neutral first
+    beat, then beats of ``beat`` seconds easing to random expressions (two or three AUs, opposed
+    channels never together) and head poses within the limits."""
+    if fps <= 0 or seconds <= 0:
+        raise ValueError(f"fps and seconds must be positive, got {fps}, {seconds}")
+    rng = np.random.default_rng(seed)
+    base = layout.neutral()
+    ident, brows, au = (layout.group_slice(g) for g in ("identity", "brow_style", "au"))
+    base[ident] = rng.uniform(0.0, 1.0, ident.stop - ident.start)
+    base[brows] = np.eye(brows.stop - brows.start)[rng.integers(brows.stop - brows.start)]
+    names = layout.group_names("au")
+    opposed = {a: b for pair in OPPOSED for a, b in (pair, pair[::-1])}
+    n_beats = max(2, int(round(seconds / beat)))
+    keys = [base.copy()]
+    for _ in range(n_beats - 1):
+        p = base.copy()
+        chosen: list[str] = []
+        for name in rng.permutation(names):
+            if len(chosen) == int(rng.integers(2, 4)):
+                break
+            if opposed.get(name) in chosen:
+                continue
+            chosen.append(name)
+            p[layout.index[name]] = rng.uniform(0.4, 1.0)
+        p[layout.group_slice("pose")] = rng.uniform(-1, 1, 3) * [yaw, pitch, roll]
+        keys.append(p)
+    times = np.arange(0.0, n_beats * beat, 1.0 / fps)
+    k = np.minimum((times // beat).astype(int), n_beats - 1)
+    local = np.clip((times - k * beat) / (beat * (1 - HOLD)), 0, 1)
+    ease = local * local * (3 - 2 * local)
+    keys_a = np.array(keys)
+    prev = keys_a[np.maximum(k - 1, 0)]
+    params = prev + (keys_a[k] - prev) * ease[:, None]
+    labels = tuple("neutral" if i == 0 else f"beat {i}" for i in k)
     return Performance(times, params, labels, float(fps))

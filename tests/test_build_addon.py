@@ -11,6 +11,7 @@ import pytest
 import build_addon
 from core.layout import LAYOUT
 from core.rig import load_rig
+from core.tracking_io import Tracking, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,9 @@ def test_zip_holds_manifest_addon_core_and_rigs(extension):
     out, names, _ = extension
     manifest = tomllib.loads(zipfile.ZipFile(out).read("blender_manifest.toml").decode())
     assert manifest["type"] == "add-on" and manifest["blender_version_min"] == "4.2.0"
-    for name in ("__init__.py", "rig_builder.py", "_core.py", "core/rig.py", "core/layout.py",
-                 "rigs/bdfm.toml", "rigs/bdfm_mesh.py"):
+    for name in ("__init__.py", "rig_builder.py", "_core.py", "bake.py", "animate.py", "core/rig.py",
+                 "core/layout.py", "core/tracking_io.py", "core/filters.py", "core/keyframes.py",
+                 "core/atomic.py", "rigs/bdfm.toml", "rigs/bdfm_mesh.py"):
         assert name in names
     assert "__main__.py" not in names
     assert b"from .core." in zipfile.ZipFile(out).read("_core.py")
@@ -41,7 +43,7 @@ def test_build_is_reproducible(extension, tmp_path):
     assert again.read_bytes() == out.read_bytes()
 
 
-def test_vendored_extension_registers_adds_the_rig_and_unregisters(extension):
+def test_vendored_extension_registers_adds_the_rig_and_unregisters(extension, tmp_path):
     _, _, root = extension
     sys.path.insert(0, str(root))
     try:
@@ -55,6 +57,14 @@ def test_vendored_extension_registers_adds_the_rig_and_unregisters(extension):
             arm = bpy.data.objects["Face"]
             assert arm.type == 'ARMATURE' and all(n in arm for n in LAYOUT.names)
             assert np.isclose(arm["id_nose_length"], 0.5)
+            n = 5  # the vendored tracking importer keys a CSV onto it
+            params = np.tile(LAYOUT.neutral(), (n, 1))
+            params[:, LAYOUT.index["AU26"]] = np.linspace(0, 1, n)
+            csv = write_csv(Tracking(np.arange(n), np.arange(n) / 30, np.ones(n, bool), np.ones(n), params,
+                                     np.zeros((n, 68, 2)), 30.0), tmp_path / "t.csv")
+            assert bpy.ops.au2rig.import_tracking(filepath=str(csv)) == {'FINISHED'}
+            bpy.context.scene.frame_set(3)
+            assert np.isclose(arm["AU26"], 0.5)
         finally:
             ext.unregister()
         assert not hasattr(bpy.types, "AU2RIG_OT_add_face_rig")

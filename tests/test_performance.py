@@ -24,3 +24,21 @@ def test_every_beat_is_reached_and_held():
         assert frames, label
         for name, v in values.items():
             assert np.isclose(perf.params[frames, LAYOUT.index[name]], v).any(), (label, name)
+
+
+def test_random_performance_is_a_held_out_actor():
+    from core.layout import OPPOSED
+    from core.performance import random_performance
+
+    a, b = random_performance(1, seconds=3.0, fps=10), random_performance(1, seconds=3.0, fps=10)
+    assert np.array_equal(a.params, b.params)  # deterministic for the seed
+    c = random_performance(2, seconds=3.0, fps=10)
+    ident = LAYOUT.group_slice("identity")
+    assert not np.allclose(a.params[0, ident], c.params[0, ident])  # another actor
+    assert np.ptp(a.params[:, ident], axis=0).max() == 0  # one identity throughout
+    au = LAYOUT.group_slice("au")
+    assert (a.params[: int(0.6 * 10 * 0.45), au] == 0).all()  # the neutral first beat
+    assert a.params[:, au].max() > 0.4
+    for x, y in OPPOSED:
+        assert not ((a.params[:, LAYOUT.index[x]] > 0) & (a.params[:, LAYOUT.index[y]] > 0)).any()
+    assert np.all(np.abs(a.params[:, LAYOUT.group_slice("pose")]) <= [30, 20, 20])
