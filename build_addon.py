@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 CORE_RUNTIME = ("__init__.py", "layout.py", "rig.py", "rigspec.py", "performance.py", "pairs.py", "skinning.py",
-                "atomic.py", "filters.py", "keyframes.py", "tracking_io.py")
+                "atomic.py", "filters.py", "keyframes.py", "tracking_io.py", "quiet.py")
 ADDON_EXCLUDE = ("__main__.py",)  # the repository's command line, not part of the extension
 MANIFEST = """\
 schema_version = "1.0.0"

@@ -5,8 +5,6 @@ channel at full intensity, random identities, every brow style and the pose extr
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import rig_builder
+from ._core import quiet_fd
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 N_IDENTITIES = 6
@@ -55,19 +54,9 @@ def sheet_entries(rig, seed: int = 0) -> list[tuple[str, str, np.ndarray]]:
     return entries
 
 
-@contextlib.contextmanager
 def _quiet_stdout():
     """Silence Blender's C-level 'Saved: ...' lines (they would break the progress bar)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
+    return quiet_fd(1)
 
 
 def setup_scene(rig, size: int):

@@ -19,16 +19,16 @@ This module never imports ``bpy``.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+
+from .quiet import quiet_fd
 
 BACKENDS: tuple[str, ...] = ("mediapipe", "fan")
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -272,22 +272,6 @@ def _rgb(image_bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)  # 10x faster than a reversed-axis copy
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence the C++ start-up chatter MediaPipe / TFLite print on file descriptor 2 (it would
-    break the progress bar); Python exceptions still come through."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 class MediaPipeBackend(LandmarkBackend):
     """MediaPipe's face mesh + face detector (legacy ``solutions.face_mesh`` graph, CPU).
 
@@ -327,7 +311,7 @@ class MediaPipeBackend(LandmarkBackend):
         self._previous: list[tuple[np.ndarray, float]] = []  # (box, confidence) of the last frame
 
     def _make(self):
-        with _quiet_stderr():
+        with quiet_fd(2):  # the models talk on stderr while they start
             graph = self._build()
         self._started = False
         return graph
@@ -341,7 +325,7 @@ class MediaPipeBackend(LandmarkBackend):
         if self._started:
             result = self._graph.process({"image": _rgb(image)})
         else:  # the first frame initialises the models, which talk on stderr
-            with _quiet_stderr():
+            with quiet_fd(2):  # the models talk on stderr while they start
                 result = self._graph.process({"image": _rgb(image)})
             self._started = True
         if not result.multi_face_landmarks:
