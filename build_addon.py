@@ -19,8 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 CORE_RUNTIME = ("__init__.py", "layout.py", "rig.py", "rigspec.py", "performance.py", "pairs.py", "skinning.py",
-                "atomic.py", "filters.py", "keyframes.py", "tracking_io.py", "quiet.py")
-ADDON_EXCLUDE = ("__main__.py",)  # the repository's command line, not part of the extension
+                "atomic.py", "filters.py", "keyframes.py", "tracking_io.py", "quiet.py",
+                "retarget.py")
+# the repository's command line and development tools, not part of the extension
+ADDON_EXCLUDE = ("__main__.py", "bench.py", "retarget_maps.py", "rigify_sheet.py")
 MANIFEST = """\
 schema_version = "1.0.0"
 id = "au2rig"

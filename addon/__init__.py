@@ -203,7 +203,36 @@ class AU2RIG_OT_import_tracking(bpy.types.Operator):
                                           description="Drop keys that their neighbours reproduce (linear)"),
         "action_name": bpy.props.StringProperty(name="Action", default="",
                                                 description="Name of the new Action (empty: <object>_tracking)"),
+        "retarget_map": bpy.props.EnumProperty(
+            name="Retarget Map", default="auto",
+            items=(("auto", "Auto-Detect", "From the target: au2rig channel properties, ARKit shape keys "
+                                           "on a mesh, or Rigify face bones"),
+                   ("bdfm", "au2rig Face Rig", "The built-in rig's channel properties"),
+                   ("arkit52", "ARKit 52 Shape Keys", "A mesh with Apple ARKit's 52 blendshape names"),
+                   ("rigify_face", "Rigify Face", "The face bones of a rig Rigify generated from the human meta-rig"),
+                   ("custom", "Custom Map File", "A retarget map JSON file (Map File)"))),
+        "map_path": bpy.props.StringProperty(name="Map File", subtype='FILE_PATH', default="",
+                                             description="Retarget map JSON (with Retarget Map: Custom)"),
+        "partial": bpy.props.BoolProperty(name="Allow Partial", default=False,
+                                          description="Skip map targets the rig lacks instead of refusing"),
     }
+
+    def _map(self, obj):
+        from . import animate
+        from ._core import retarget
+
+        if self.retarget_map == "custom":
+            if not self.map_path:
+                raise ValueError("Retarget Map is Custom: choose a Map File")
+            return retarget.load_map(bpy.path.abspath(self.map_path))
+        name = self.retarget_map
+        if name == "auto":
+            name, score = animate.detect_map(obj)
+            if name is None:
+                raise ValueError(f"{obj.name} is not an au2rig face rig, and no built-in retarget map "
+                                 f"fits it (best: {score:.0%} of a map's targets found); add the "
+                                 f"au2rig face rig (Add > Armature), or choose a retarget map")
+        return None if name == "bdfm" else retarget.load_builtin(name)
 
     def execute(self, context):
         from . import animate
@@ -217,11 +246,18 @@ class AU2RIG_OT_import_tracking(bpy.types.Operator):
         try:
             gains = parse_gains(self.gains)
             tracking = animate.load_tracking(self.filepath)
-            action = animate.apply_tracking(
-                obj, tracking, channels=self.channels, start_frame=self.start_frame,
-                frame_step=self.frame_step, smoothing=self.smoothing or None, gains=gains,
-                set_scene_fps=self.scene_fps, set_frame_range=self.frame_range,
-                action_name=self.action_name or None, cleanup=self.cleanup, scene=context.scene)
+            rmap = self._map(obj)
+            options = dict(channels=self.channels, start_frame=self.start_frame,
+                           frame_step=self.frame_step, smoothing=self.smoothing or None, gains=gains,
+                           set_scene_fps=self.scene_fps, set_frame_range=self.frame_range,
+                           action_name=self.action_name or None, cleanup=self.cleanup,
+                           scene=context.scene)
+            if rmap is None:  # the built-in rig (bdfm.json), with its own error messages
+                action = animate.apply_tracking(obj, tracking, **options)
+            else:
+                action, report = animate.apply_map(obj, tracking, rmap, partial=self.partial, **options)
+                if report.skipped or report.renamed:
+                    self.report({'WARNING'}, report.text())
         except (ValueError, OSError) as e:
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}

@@ -4,7 +4,8 @@ During development ``core`` is the top-level package at the repository root; bui
 vendors it into the extension and rewrites the imports below to relative ones.
 """
 from core.layout import LAYOUT, ParameterLayout  # noqa: F401
-from core.keyframes import CHANNEL_SETS, parse_gains, plan_keys, redundant_keys, scene_fps  # noqa: F401
+from core.keyframes import CHANNEL_SETS, parse_gains, plan_keys, redundant_keys, scene_fps, select_channels  # noqa: F401
+from core import retarget  # noqa: F401
 from core.performance import random_performance, scripted_performance  # noqa: F401
 from core.quiet import quiet_fd  # noqa: F401
 from core.rig import LOD_FACTORS, Rig, RigSpecError, auto_lod, load_rig, lod_of  # noqa: F401
@@ -22,4 +23,4 @@ def tracker():
 
 __all__ = ["quiet_fd", "LAYOUT", "ParameterLayout", "random_performance", "scripted_performance", "tracker", "Rig", "RigSpecError", "load_rig", "pairs",
            "Skinning", "LOD_FACTORS", "auto_lod", "lod_of", "CHANNEL_SETS", "parse_gains", "plan_keys",
-           "redundant_keys", "scene_fps", "Tracking", "read_tracking"]
+           "redundant_keys", "scene_fps", "select_channels", "retarget", "Tracking", "read_tracking"]

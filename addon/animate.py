@@ -6,14 +6,21 @@ into one new Action, fcurves grouped by layout group (``core.keyframes.GROUP_LAB
 "Pose", "AUs", "Identity", "Brow style"). The frame mapping (tracking row -> scene frame)
 is ``core.keyframes``'s: ``start_frame + (frame - first row's frame) // frame_step``, only
 rows whose offset is a multiple of the step, and no key where there is no face.
+
+:func:`apply_map` keys any rig through a retarget map (``core.retarget``): bones of an
+armature (``pose.bones["name"].location`` ..., grouped by bone, rotations converted to each
+bone's rotation mode), shape keys of a mesh (its ``shape_keys`` datablock,
+``key_blocks["name"].value``, group "Shape keys") or custom properties. :func:`apply_tracking`
+is :func:`apply_map` with the built-in ``bdfm.json``.
 """
 from __future__ import annotations
 
 import os
 
 import bpy
+import numpy as np
 
-from ._core import LAYOUT, plan_keys, read_tracking, scene_fps
+from ._core import LAYOUT, plan_keys, read_tracking, retarget, scene_fps, select_channels
 from .bake import Curve, bake_action
 
 
@@ -55,13 +62,159 @@ def apply_tracking(arm_obj, tracking, *, channels="pose+au", start_frame: int = 
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise ValueError(f"{arm_obj.name} is not an au2rig face rig: it has no channel "
                          f"properties {shown} (add the rig with Add > Armature > au2rig Face Rig)")
+    action, _ = apply_map(arm_obj, tracking, retarget.load_builtin("bdfm"), channels=channels,
+                          start_frame=start_frame, frame_step=frame_step, smoothing=smoothing,
+                          gains=gains, set_scene_fps=set_scene_fps, set_frame_range=set_frame_range,
+                          action_name=action_name, cleanup=cleanup, scene=scene, match=False)
+    return action
+
+
+def map_owner(obj, rmap):
+    """The ID a map's keys go on: the armature object (bones, properties) or the mesh's
+    shape-key datablock (shape keys)."""
+    if rmap.kind == "bones":
+        if obj.type != 'ARMATURE':
+            raise ValueError(f"{rmap.name} drives bones: {obj.name} is a {obj.type.lower()}, "
+                             f"not an armature")
+        return obj
+    if rmap.kind == "shape_keys":
+        keys = getattr(obj.data, "shape_keys", None) if obj.type == 'MESH' else None
+        if keys is None:
+            raise ValueError(f"{rmap.name} drives shape keys: {obj.name} has none "
+                             f"(a mesh with shape keys is needed)")
+        return keys
+    return obj
+
+
+def target_names(obj, kind: str) -> list[str]:
+    """Names a map of ``kind`` can drive on ``obj`` (bones, shape keys but the reference key,
+    custom properties)."""
+    if kind == "bones":
+        return [b.name for b in obj.pose.bones] if obj.type == 'ARMATURE' else []
+    if kind == "shape_keys":
+        keys = getattr(obj.data, "shape_keys", None) if obj.type == 'MESH' else None
+        if keys is None:
+            return []
+        return [k.name for k in keys.key_blocks if k != keys.reference_key]
+    return list(obj.keys())
+
+
+def detect_map(obj):
+    """The built-in map that fits ``obj`` best, ``(name, score)``; name None if none fits."""
+    cands = {}
+    for name in retarget.BUILTIN:
+        rmap = retarget.load_builtin(name)
+        cands[name] = (rmap, target_names(obj, rmap.kind))
+    return retarget.detect_map(cands)
+
+
+def _rotations(obj, rmap, values):
+    """Convert rotation entries to each bone's rotation mode: ``{key: (entry, values)}`` in,
+    the same out with rotation_euler <-> rotation_quaternion swapped where the bone needs it."""
+    from mathutils import Euler, Quaternion
+
+    out, by_bone = {}, {}
+    for key, (e, v) in values.items():
+        if e.prop in ("rotation_euler", "rotation_quaternion"):
+            by_bone.setdefault(e.target, {})[(e.prop, e.index)] = (e, v)
+        else:
+            out[key] = (e, v)
+    for bone, comps in by_bone.items():
+        pb = obj.pose.bones[bone]
+        mode = pb.rotation_mode
+        if mode == 'AXIS_ANGLE':
+            raise ValueError(f"{obj.name}: bone {bone} uses axis-angle rotation; set it to "
+                             f"quaternion or Euler to key it from {rmap.name}")
+        props = {p for p, _ in comps}
+        if len(props) == 2:
+            raise ValueError(f"{rmap.source}: bone {bone} has both rotation_euler and "
+                             f"rotation_quaternion entries")
+        src = props.pop()
+        want = "rotation_quaternion" if mode == 'QUATERNION' else "rotation_euler"
+        first = next(iter(comps.values()))[0]
+        n = len(next(iter(comps.values()))[1])
+        if src == want and (src == "rotation_quaternion" or mode == 'XYZ'):
+            for (p, i), (e, v) in comps.items():
+                out[e.key] = (e, v)
+            continue
+        size = 4 if src == "rotation_quaternion" else 3
+        rest = (1.0, 0.0, 0.0, 0.0) if size == 4 else (0.0, 0.0, 0.0)
+        m = np.array([comps[(src, i)][1] if (src, i) in comps else np.full(n, rest[i])
+                      for i in range(size)]).T  # (n, size)
+        ok = np.isfinite(m).all(1)
+        res = np.full((n, 4 if want == "rotation_quaternion" else 3), np.nan)
+        prev = None
+        for r in np.flatnonzero(ok):
+            rot = Quaternion(m[r]).normalized() if size == 4 else Euler(m[r], 'XYZ')
+            if want == "rotation_quaternion":
+                q = rot.to_quaternion() if size == 3 else rot
+                if prev is not None:
+                    q.make_compatible(prev)
+                prev = q
+                res[r] = tuple(q)
+            else:
+                res[r] = tuple(rot.to_matrix().to_euler(mode))
+        for i in range(res.shape[1]):
+            e = retarget.Entry(bone, {}, prop=want, index=i, group=first.group,
+                               tolerance=first.tolerance)
+            out[e.key] = (e, res[:, i])
+    return out
+
+
+def _data_path(rmap, e) -> str:
+    if rmap.kind == "bones":
+        return f'pose.bones["{e.target}"].{e.prop}'
+    if rmap.kind == "shape_keys":
+        return f'key_blocks["{e.target}"].value'
+    return f'["{e.target}"]'
+
+
+def apply_map(obj, tracking, rmap, *, channels="pose+au", start_frame: int = 1, frame_step: int = 1,
+              smoothing: float | None = None, gains: dict | None = None,
+              set_scene_fps: bool = False, set_frame_range: bool = False,
+              action_name: str | None = None, cleanup: bool = False, scene=None,
+              match: bool = True, partial: bool = False):
+    """Key ``tracking`` onto ``obj`` through the retarget map ``rmap``; ``(Action, MapReport)``.
+
+    The tracking goes through ``core.keyframes.plan_keys`` (smoothing, gains, frame mapping,
+    as :func:`apply_tracking`), then ``core.retarget.evaluate_map``; of the map, only entries
+    whose channels are all in ``channels`` are keyed. ``match``: find renamed targets with
+    ``core.retarget.auto_match`` (else exact names). Targets the object lacks are refused with
+    ``ValueError`` naming them, before anything is written, unless ``partial``: then they are
+    skipped and listed in the report. Bones: the Action goes on the armature object; shape
+    keys: on the mesh's shape-key datablock (``obj.data.shape_keys``).
+    """
+    scene = scene or bpy.context.scene
+    owner = map_owner(obj, rmap)
+    rmap = retarget.select_entries(rmap, select_channels(channels, LAYOUT))
+    if not rmap.entries:
+        raise ValueError(f"{rmap.name} drives nothing from the channels {channels!r}")
+    names = target_names(obj, rmap.kind)
+    rmap, report = retarget.auto_match(rmap, names, fuzzy=match)
+    if report.missing:
+        if not partial:
+            what = {"bones": "bones", "shape_keys": "shape keys", "properties": "properties"}[rmap.kind]
+            shown = ", ".join(report.missing[:8]) + (
+                f" and {len(report.missing) - 8} more" if len(report.missing) > 8 else "")
+            raise ValueError(f"{obj.name} has no {what} {shown} (needed by {rmap.name}; "
+                             f"allow a partial import to skip them)")
+        report.skipped = list(report.missing)
+        rmap = retarget.drop_targets(rmap, report.missing)
+        if not rmap.entries:
+            raise ValueError(f"{obj.name} has none of the targets of {rmap.name}")
+    plan = plan_keys(tracking, "all", start_frame=start_frame, frame_step=frame_step,
+                     smoothing=smoothing, gains=gains, layout=LAYOUT)
+    values = retarget.evaluate_map(rmap, plan.values)
+    entries = {e.key: (e, values[e.key]) for e in rmap.entries}
+    if rmap.kind == "bones":
+        entries = _rotations(obj, rmap, entries)
     fps = scene_fps(tracking.fps, frame_step) if set_scene_fps else None
-    curves = [Curve(f'["{name}"]', plan.values[:, k], group=plan.groups[k],
-                    tolerance=plan.tolerances[k] if cleanup else None)
-              for k, name in enumerate(plan.names)]
-    action = bake_action(arm_obj, action_name or f"{arm_obj.name}_tracking", plan.frames, curves)
+    curves = [Curve(_data_path(rmap, e), v, index=e.index, group=retarget.default_group(rmap, e),
+                    tolerance=retarget.default_tolerance(rmap, e) if cleanup else None)
+              for e, v in entries.values()]
+    action = bake_action(owner, action_name or f"{obj.name}_tracking", plan.frames, curves)
     if fps is not None:
         scene.render.fps, scene.render.fps_base = fps
     if set_frame_range and len(plan.frames):
         scene.frame_start, scene.frame_end = int(plan.frames[0]), int(plan.frames[-1])
-    return action
+    return action, report

@@ -31,7 +31,8 @@ def test_zip_holds_manifest_addon_core_and_rigs(extension):
     assert manifest["type"] == "add-on" and manifest["blender_version_min"] == "4.2.0"
     for name in ("__init__.py", "rig_builder.py", "_core.py", "bake.py", "animate.py", "core/rig.py",
                  "core/layout.py", "core/tracking_io.py", "core/filters.py", "core/keyframes.py",
-                 "core/atomic.py", "rigs/bdfm.toml", "rigs/bdfm_mesh.py"):
+                 "core/atomic.py", "core/retarget.py", "rigs/bdfm.toml", "rigs/bdfm_mesh.py",
+                 "rigs/maps/bdfm.json", "rigs/maps/arkit52.json", "rigs/maps/rigify_face.json"):
         assert name in names
     assert "__main__.py" not in names
     assert b"from .core." in zipfile.ZipFile(out).read("_core.py")
@@ -50,6 +51,7 @@ def test_vendored_extension_registers_adds_the_rig_and_unregisters(extension, tm
         ext = importlib.import_module("au2rig_ext")
         vendored = sys.modules["au2rig_ext.core.rig"].load_rig()
         assert vendored.hash == load_rig().hash  # the same rig, loaded from inside the extension
+        assert len(sys.modules["au2rig_ext.core.retarget"].load_builtin("arkit52").entries) == 37
         bpy.ops.wm.read_factory_settings(use_empty=True)
         ext.register()
         try:
