@@ -6,6 +6,8 @@
                                  [--sparse-k K] [--masks] [--randomize light,background,colors] [--workers W]
                                  [--lod auto|full|N]
     python -m addon verify-pairs OUT [--no-images]
+    python -m addon recovery [-o out/recovery] [--actors 4] [--cycles-actors 1] [--seconds 4]
+    python -m addon bench [--preset small|full] [-o out/bench]
 """
 from __future__ import annotations
 
@@ -35,6 +37,12 @@ def main(argv=None) -> int:
     rec.add_argument("--actors", type=int, default=4, help="Workbench actors (default 4)")
     rec.add_argument("--cycles-actors", type=int, default=1, help="Cycles actors (default 1; slow)")
     rec.add_argument("--seconds", type=float, default=4.0, help="length of each actor's clip (default 4)")
+    bench = commands.add_parser("bench", help="every figure of the project beside its comparison, one table "
+                                              "(BENCH.md and PNG charts)")
+    bench.add_argument("--preset", default="small", choices=("small", "full", "tiny"),
+                       help="small (default, a few minutes), full (longer, steadier figures); tiny is for tests")
+    bench.add_argument("-o", "--output", default="out/bench", help="folder for BENCH.md, bench.json and charts")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "_pairs-worker":  # internal: one render worker of render-pairs
@@ -48,6 +56,10 @@ def main(argv=None) -> int:
         return _render_pairs(args)
     if args.command == "verify-pairs":
         return _verify_pairs(args)
+    if args.command == "bench":
+        from .bench import main as bench
+
+        return bench(Path(args.output), args.preset, progress=not args.quiet)
     if args.command == "recovery":
         from .recovery import main as recovery
 

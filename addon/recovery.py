@@ -24,7 +24,8 @@ LOOKS = {"workbench": [{"light_rotation": a} for a in (0.0, 60.0, -60.0, 120.0)]
 
 def run_recovery(out_dir: Path, actors: int = 4, cycles_actors: int = 1, seconds: float = 4.0, fps: float = 15.0,
                  seed: int = 5000, progress: bool = True) -> dict:
-    """Render, track and score; returns ``{engine: {"tracked": report, "exact": report}}``."""
+    """Render, track and score; returns ``{engine: {"tracked": report, "exact": report, "actors", "frames",
+    "clips": [{"clip": path, "tracking": Tracking, "truth": (N, P) true parameters of its frames}]}}``."""
     track, metrics, _ = tracker()
     rig = load_rig()
     estimator = track.OnnxEstimator()
@@ -32,7 +33,7 @@ def run_recovery(out_dir: Path, actors: int = 4, cycles_actors: int = 1, seconds
     for engine, count in (("workbench", actors), ("cycles", cycles_actors)):
         if count <= 0:
             continue
-        pred, exact, truth = [], [], []
+        pred, exact, truth, clips = [], [], [], []
         for k in range(count):
             perf = random_performance(seed + k, seconds, fps)
             look = LOOKS[engine][k % len(LOOKS[engine])]
@@ -43,10 +44,11 @@ def run_recovery(out_dir: Path, actors: int = 4, cycles_actors: int = 1, seconds
             truth.append(perf.params[rows])
             lm = rig.landmarks_2d(perf.params, demo.CLIP_SIZE[1])
             exact.append(estimator(lm, lm[0])[rows])
+            clips.append({"clip": clip, "tracking": tracking, "truth": perf.params[tracking.frames]})
         truth_a = np.concatenate(truth)
         out[engine] = {"tracked": metrics.au_report(np.concatenate(pred), truth_a),
                        "exact": metrics.au_report(np.concatenate(exact), truth_a),
-                       "actors": count, "frames": len(truth_a)}
+                       "actors": count, "frames": len(truth_a), "clips": clips}
     return out
 
 

@@ -44,35 +44,46 @@ def insert_per_key(arm, params: np.ndarray) -> int:
     return keys
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=10_000)
-    ap.add_argument("--naive-frames", type=int, default=200)
-    args = ap.parse_args(argv)
-
+def measure(frames: int = 10_000, naive_frames: int = 200) -> dict:
+    """Build the BDFM in a fresh scene, bake ``frames`` frames in bulk, key ``naive_frames`` the
+    per-key way. Returns ``{"frames", "channels", "keys", "bulk_s", "naive_frames", "naive_keys",
+    "naive_s", "naive_rate": keys/s, "extrapolated_s", "ratio"}``."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     rig = load_rig()
     arm, _ = build_rig(rig)
     channels = len(LAYOUT)
 
-    params = random_params(args.frames)
-    frames = np.arange(1, args.frames + 1, dtype=np.float64)
+    params = random_params(frames)
+    times = np.arange(1, frames + 1, dtype=np.float64)
     t0 = time.perf_counter()
     curves = [Curve(f'["{name}"]', params[:, i], group=GROUP_LABELS[LAYOUT.channels[i].group])
               for i, name in enumerate(LAYOUT.names)]
-    action = bake_action(arm, "bench_bulk", frames, curves)
+    action = bake_action(arm, "bench_bulk", times, curves)
     bulk = time.perf_counter() - t0
     keys = sum(len(fc.keyframe_points) for fc in action_fcurves(action))
-    assert keys == args.frames * channels, keys
+    assert keys == frames * channels, keys
 
     arm.animation_data.action = None
-    small = random_params(args.naive_frames, seed=1)
+    small = random_params(naive_frames, seed=1)
     t0 = time.perf_counter()
     naive_keys = insert_per_key(arm, small)
     naive = time.perf_counter() - t0
-    assert naive_keys == args.naive_frames * channels
+    assert naive_keys == naive_frames * channels
     naive_rate = naive_keys / naive
-    extrapolated = args.frames * channels / naive_rate
+    extrapolated = frames * channels / naive_rate
+    return {"frames": frames, "channels": channels, "keys": keys, "bulk_s": bulk, "naive_frames": naive_frames,
+            "naive_keys": naive_keys, "naive_s": naive, "naive_rate": naive_rate, "extrapolated_s": extrapolated,
+            "ratio": extrapolated / bulk}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=10_000)
+    ap.add_argument("--naive-frames", type=int, default=200)
+    args = ap.parse_args(argv)
+    r = measure(args.frames, args.naive_frames)
+    keys, bulk, channels, naive_keys, naive = r["keys"], r["bulk_s"], r["channels"], r["naive_keys"], r["naive_s"]
+    naive_rate, extrapolated = r["naive_rate"], r["extrapolated_s"]
 
     print(f"Blender {bpy.app.version_string}, BDFM, {channels} channel properties")
     print(f"bulk bake_action : {args.frames} frames x {channels} = {keys} keys in {bulk:.2f} s "

@@ -38,23 +38,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-full", action="store_true", help="skip the real renderer at the full mesh")
     args = ap.parse_args(argv)
     workers = args.workers or len(os.sched_getaffinity(0))
-
-    from addon.rig_render import render_naive
-    from core.layout import LAYOUT
-    from core.pairs import sample_params
-    from core.rig import load_rig
-
-    rig = load_rig()
-    cores = len(os.sched_getaffinity(0))
-    load0 = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        params = sample_params(LAYOUT, args.naive, seed=1)
-        c0 = _cpu()
-        naive_s = render_naive(rig, params, args.size, Path(tmp) / "naive", args.aa)
-        naive = args.naive / naive_s
-        naive_cpu = (_cpu() - c0) / args.naive
-        runs = [("real", "auto")] + ([] if args.no_full else [("real, full mesh", "full")])
-        results = [_real(rig, Path(tmp) / lod, args, workers, lod) for _, lod in runs]
+    runs = [("real", "auto")] + ([] if args.no_full else [("real, full mesh", "full")])
+    r = measure(args.size, args.naive, args.count, workers, args.aa, [lod for _, lod in runs])
+    rig, naive, naive_s, naive_cpu, results = r["rig"], r["naive"], r["naive_s"], r["naive_cpu"], r["real"]
+    cores, load0 = r["cores"], r["load_before"]
 
     load = os.getloadavg()[0]
     print(f"rig render, {args.size} px, Workbench AA {args.aa}, {cores} cores, load average {load0:.1f} before, "
@@ -75,24 +62,48 @@ def main(argv=None) -> int:
     return 0 if ok else 1
 
 
-def _real(rig, folder, args, workers, lod) -> dict:
+def measure(size: int = 128, naive_count: int = 60, count: int = 400, workers: int | None = None, aa: str = "FXAA",
+            lods=("auto", "full")) -> dict:
+    """The naive loop over ``naive_count`` pairs, then ``render_pairs`` of ``count`` pairs once per
+    mesh level of detail in ``lods``, in a temporary folder. Returns ``{"naive": pairs/s, "naive_s",
+    "naive_cpu": CPU s per pair, "real": [one dict per lod: rate, steady, wall, cpu, lod, vertices,
+    report, rendered, count], "rig", "cores", "workers", "load_before"}``."""
+    from addon.rig_render import render_naive
+    from core.layout import LAYOUT
+    from core.pairs import sample_params
+    from core.rig import load_rig
+
+    rig = load_rig()
+    cores = len(os.sched_getaffinity(0))
+    workers = workers or cores
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        params = sample_params(LAYOUT, naive_count, seed=1)
+        c0 = _cpu()
+        naive_s = render_naive(rig, params, size, Path(tmp) / "naive", aa)
+        naive_cpu = (_cpu() - c0) / naive_count
+        results = [_real(rig, Path(tmp) / lod, size, count, aa, workers, lod) for lod in lods]
+    return {"naive": naive_count / naive_s, "naive_s": naive_s, "naive_cpu": naive_cpu, "real": results,
+            "rig": rig, "cores": cores, "workers": workers, "load_before": load0}
+
+
+def _real(rig, folder, size, count, aa, workers, lod) -> dict:
     from addon.rig_render import RenderConfig, render_pairs
     from core.pairs import verify
 
     marks = []
-    config = RenderConfig(output=str(folder), count=args.count, size=args.size, seed=2, workers=workers,
-                          aa=args.aa, lod=lod)
+    config = RenderConfig(output=str(folder), count=count, size=size, seed=2, workers=workers, aa=aa, lod=lod)
     c0 = _cpu()
     t0 = time.perf_counter()
     summary = render_pairs(config, progress=lambda done, total: marks.append((time.perf_counter(), done)))
     wall = time.perf_counter() - t0
-    cpu = (_cpu() - c0) / args.count
+    cpu = (_cpu() - c0) / count
     # steady state: from the first progress report past one chunk per worker to the last chunk
     first = next(((t, d) for t, d in marks if d >= workers * config.chunk_size), marks[0])
-    last = max((t, d) for t, d in marks if d <= args.count)
-    steady = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else args.count / wall
+    last = max((t, d) for t, d in marks if d <= count)
+    steady = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else count / wall
     render_rig = config.render_rig(rig)
-    return {"rate": args.count / wall, "steady": steady, "wall": wall, "cpu": cpu, "lod": render_rig.lod,
+    return {"rate": count / wall, "count": count, "steady": steady, "wall": wall, "cpu": cpu, "lod": render_rig.lod,
             "vertices": len(render_rig.vertices), "report": verify(config.output, rig=rig, images=False),
             "rendered": summary["rendered"]}
 

@@ -26,22 +26,23 @@ from core.landmarks import open_backend  # noqa: E402
 from core.track import TrackConfig, read_frames, track_video, video_info  # noqa: E402
 
 
-def default_video() -> Path:
+def default_video() -> Path | None:
+    """../shared/media/single_face.mp4 when present, else out/demo_clip.mp4 when present, else None."""
     for candidate in (ROOT.parent / "shared" / "media" / "single_face.mp4", ROOT / "out" / "demo_clip.mp4"):
         if candidate.is_file():
             return candidate
-    sys.exit("no video: give one, or run `make demo` to make out/demo_clip.mp4")
+    return None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("video", nargs="?", type=Path)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    video = args.video or default_video()
+def measure(video, repeat: int = 3, max_frames: int | None = None) -> dict:
+    """Best-of-``repeat`` seconds of the three runs over the same frames of ``video`` (the first
+    ``max_frames`` when given). Returns ``{"video", "info", "frames", "repeat", "seconds": {name: s},
+    "fps": {name: frames/s}, "tracking"}`` (the last tracker run's ``Tracking``)."""
+    video = Path(video)
     info = video_info(video)
-    frames = [img for _, img in read_frames(video)]
+    frames = [img for _, img in read_frames(video, max_frames=max_frames)]
     n = len(frames)
+    last = {}
 
     def backend_alone():
         with open_backend("mediapipe", video=True, max_faces=1) as b:
@@ -53,23 +54,36 @@ def main() -> None:
     def decode_and_backend():
         with open_backend("mediapipe", video=True, max_faces=1) as b:
             start = time.perf_counter()
-            for _, img in read_frames(video, prefetch=1):
+            for _, img in read_frames(video, prefetch=1, max_frames=max_frames):
                 b.detect(img)
             return time.perf_counter() - start
 
     def tracker():
         start = time.perf_counter()
-        track_video(video, TrackConfig(), progress=False)
+        last["tracking"] = track_video(video, TrackConfig(max_frames=max_frames), progress=False)
         return time.perf_counter() - start
 
-    best = {name: min(fn() for _ in range(args.repeat))
+    best = {name: min(fn() for _ in range(repeat))
             for name, fn in (("backend alone", backend_alone), ("decode + backend", decode_and_backend),
                              ("tracker end to end", tracker))}
+    return {"video": video, "info": info, "frames": n, "repeat": repeat, "seconds": best,
+            "fps": {name: n / s for name, s in best.items()}, "tracking": last.get("tracking")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("video", nargs="?", type=Path)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    video = args.video or default_video()
+    if video is None:
+        sys.exit("no video: give one, or run `make demo` to make out/demo_clip.mp4")
+    r = measure(video, args.repeat)
+    info, n = r["info"], r["frames"]
     print(f"video: {video} ({info['width']}x{info['height']}, {n} frames); best of {args.repeat}")
     print(f"{'':22s} {'frames/s':>9s} {'ms/frame':>9s} {'vs backend':>11s} {'vs decode+backend':>18s}")
-    base, bare = n / best["backend alone"], n / best["decode + backend"]
-    for name, seconds in best.items():
-        fps = n / seconds
+    base, bare = r["fps"]["backend alone"], r["fps"]["decode + backend"]
+    for name, fps in r["fps"].items():
         print(f"{name:22s} {fps:9.1f} {1000 / fps:9.2f} {fps / base:11.2f} {fps / bare:18.2f}")
     print("(the tracker's figure includes its start-up: opening the video, the face-count probe, "
           "the backend's graph, the ONNX session)")
