@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test contact-sheet pairs bench-render bench-tracker bench-bake train-landmarks clean
+.PHONY: demo test contact-sheet pairs bench bench-render bench-tracker bench-bake train-landmarks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +25,17 @@ contact-sheet: $(STAMP)
 pairs: $(STAMP)
 	$(BIN)/python -m addon render-pairs out/pairs --count 80000 --size 128 --masks
 
+bench: $(STAMP)
+	$(BIN)/python -m addon bench --preset small
+
 bench-render: $(STAMP)
-	$(BIN)/python benchmarks/bench_rig_render.py
+	$(BIN)/python tests/benchmarks/bench_rig_render.py
 
 bench-bake: $(STAMP)
-	$(BIN)/python benchmarks/bench_bake.py
+	$(BIN)/python tests/benchmarks/bench_bake.py
 
 bench-tracker: $(STAMP)
-	$(BIN)/python benchmarks/bench_tracker.py
+	$(BIN)/python tests/benchmarks/bench_tracker.py
 
 # Reproduces the shipped estimator (core/models/landmarks.onnx and .pt)
 train-landmarks: $(STAMP)

@@ -5,10 +5,10 @@
 Rows (each measured in the same run as its comparison):
 
 1. tracker frames/s end to end vs the bare landmark backend (decode + detect) on the same video
-   (``benchmarks/bench_tracker.py``);
+   (``tests/benchmarks/bench_tracker.py``);
 2. rig-render pairs/s (``render_pairs``, auto LOD) vs the naive one-render-per-pair loop
-   (``benchmarks/bench_rig_render.py``);
-3. bulk bake time vs per-key ``keyframe_insert`` extrapolated (``benchmarks/bench_bake.py``);
+   (``tests/benchmarks/bench_rig_render.py``);
+3. bulk bake time vs per-key ``keyframe_insert`` extrapolated (``tests/benchmarks/bench_bake.py``);
 4. estimator ICC / MAE / pose error on held-out rig faces (exact landmarks), with vs without the
    actor's reference frame;
 5. synthetic recovery through renders and tracking (``addon.recovery``), tracked vs the rig's
@@ -19,7 +19,7 @@ A row whose part is missing or fails says so ("not available: ...") and the run 
 is printed and written to ``BENCH.md`` (with ``bench.json``) beside its PNG charts: per-AU ICC and
 MAE bars of rows 4 and 5 and the AU curves of one tracked clip.
 
-A development tool of the repository (it imports ``core`` and ``benchmarks/`` directly), so
+A development tool of the repository (it imports ``core`` and ``tests/benchmarks/`` directly), so
 build_addon.py leaves it out of the extension.
 """
 from __future__ import annotations
@@ -152,8 +152,8 @@ def _quality(report: dict) -> str:
 # --------------------------------------------------------------------------------------------- rows
 
 def _script(name: str):
-    """A benchmarks/ script as a module (its measuring functions), loaded by path."""
-    path = ROOT / "benchmarks" / f"{name}.py"
+    """A tests/benchmarks/ script as a module (its measuring functions), loaded by path."""
+    path = ROOT / "tests" / "benchmarks" / f"{name}.py"
     if not path.is_file():
         raise Unavailable(f"{path.relative_to(ROOT)} missing")
     module_name = f"_au2rig_bench_{name}"

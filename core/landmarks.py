@@ -7,7 +7,7 @@ One small interface over interchangeable detectors (``open_backend(name)``):
   mapped to the 68 iBUG points by a fixed sparse linear map, ``core/data/mediapipe68.json``: each
   iBUG point is a convex combination of at most three mesh points. The map is fitted on headless
   Blender renders of the built-in rig against the rig's analytic landmarks
-  (``benchmarks/fit_mediapipe_map.py`` regenerates it, :func:`fit_mediapipe_map` is the fit).
+  (``tests/benchmarks/fit_mediapipe_map.py`` regenerates it, :func:`fit_mediapipe_map` is the fit).
 * ``"fan"``: face-alignment 1.5.0's 2D FAN with its own face detector (S3FD by default). Its
   weights are not on PyPI; face-alignment downloads them into torch's hub cache on first use,
   which fails offline. This backend only loads them from that cache and raises
@@ -180,7 +180,7 @@ def load_landmark_map(path: str | Path | None = None) -> LandmarkMap:
     if not path.is_file():
         raise BackendUnavailable(
             f"the MediaPipe -> iBUG 68 landmark map {path} is missing; regenerate it with "
-            f"`python benchmarks/fit_mediapipe_map.py --out {path}` (renders the rig with Blender)")
+            f"`python tests/benchmarks/fit_mediapipe_map.py --out {path}` (renders the rig with Blender)")
     data = json.loads(path.read_text())
     idx, w = np.asarray(data.pop("indices"), int), np.asarray(data.pop("weights"), float)
     if idx.shape != w.shape or idx.ndim != 2 or idx.shape[0] != 68 or idx.min() < 0 or idx.max() >= N_MESH:

@@ -54,7 +54,7 @@ def test_bundled_map_is_valid():
     m = load_landmark_map()
     assert m.indices.shape[0] == 68 and m.indices.shape[1] <= 3
     assert (m.weights >= 0).all() and np.allclose(m.weights.sum(1), 1)
-    assert m.meta["made_by"].startswith("benchmarks/fit_mediapipe_map.py")
+    assert m.meta["made_by"].startswith("tests/benchmarks/fit_mediapipe_map.py")
     assert m.meta["fit"]["held_out"]["mean_iod"] < 0.1
 
 

@@ -1,6 +1,6 @@
 """Derive the MediaPipe face mesh (468 points) -> iBUG 68 map from headless renders of the rig.
 
-    python benchmarks/fit_mediapipe_map.py [--n 240] [--size 256] [--seed 0] [--out core/data/mediapipe68.json]
+    python tests/benchmarks/fit_mediapipe_map.py [--n 240] [--size 256] [--seed 0] [--out core/data/mediapipe68.json]
 
 Renders ``--n`` random faces of the built-in rig with Blender Workbench (random identity sliders
 uniform in 0..1, a random brow style, 0-4 random AUs at 0.3..1, yaw +-30, pitch +-20, roll +-20
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         "format": "au2rig landmark map 1",
         "source": "mediapipe 0.10.21 solutions.face_mesh (468 points, refine_landmarks=False)",
         "target": "iBUG 68 (0-based), pixels, x right, y down, (0,0) top-left corner",
-        "made_by": "benchmarks/fit_mediapipe_map.py " + " ".join(
+        "made_by": "tests/benchmarks/fit_mediapipe_map.py " + " ".join(
             f"--{k} {v}" for k, v in (("n", args.n), ("size", args.size), ("seed", args.seed),
                                        ("holdout", args.holdout))),
         "method": "per iBUG point: best subset of <= 3 of the 10 mesh points nearest on average, "

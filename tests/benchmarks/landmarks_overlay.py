@@ -1,6 +1,6 @@
 """Draw a backend's 68 landmarks on the real media in ../shared/media, as one grid PNG.
 
-    python benchmarks/landmarks_overlay.py [--backend mediapipe] [--out /tmp/landmarks_overlay.png]
+    python tests/benchmarks/landmarks_overlay.py [--backend mediapipe] [--out /tmp/landmarks_overlay.png]
 
 Colors by part: jaw white, brows yellow, nose cyan, eyes green, mouth red; the box in gray.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

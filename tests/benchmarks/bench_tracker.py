@@ -1,6 +1,6 @@
 """Tracker speed: end-to-end frames per second vs the bare landmark backend, same video, one run.
 
-    python benchmarks/bench_tracker.py [VIDEO] [--repeat 3]
+    python tests/benchmarks/bench_tracker.py [VIDEO] [--repeat 3]
 
 VIDEO defaults to ../shared/media/single_face.mp4 when present, else the demo clip
 (out/demo_clip.mp4, made by `make demo`). Three figures, each the best of ``--repeat`` passes:
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.landmarks import open_backend  # noqa: E402

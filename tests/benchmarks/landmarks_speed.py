@@ -1,6 +1,6 @@
 """Milliseconds per frame of the MediaPipe landmark backend on ../shared/media/single_face.mp4.
 
-    python benchmarks/landmarks_speed.py [--repeats 3]
+    python tests/benchmarks/landmarks_speed.py [--repeats 3]
 
 Decodes the clip once, then times ``backend.detect`` per frame in video mode (max_faces 1: the
 face detector runs only when the mesh loses the face; max_faces 4: the detector runs on every
@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -1,6 +1,6 @@
 """Pairs per second of the rig render: the naive loop vs the real one (render-pairs), same run.
 
-    python benchmarks/bench_rig_render.py [--size 128] [--naive 60] [--count 400] [--workers N]
+    python tests/benchmarks/bench_rig_render.py [--size 128] [--naive 60] [--count 400] [--workers N]
                                           [--no-full]
 
 naive: one process, the full mesh; set the rig's channel properties (drivers pose the bones),
@@ -11,7 +11,7 @@ records, fsync, landmarks, final arrays), the mesh level of detail chosen for th
 ("auto"). Reported as wall time of the whole command (worker start-up included) and steady
 state (pairs after the first chunk of each worker). For scale, the real renderer again with the
 full mesh (``--lod full``), unless ``--no-full``. Same image size and anti-aliasing throughout;
-``benchmarks/lod_compare.py`` measures how much the LOD changes the images.
+``tests/benchmarks/lod_compare.py`` measures how much the LOD changes the images.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

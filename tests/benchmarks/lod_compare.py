@@ -1,6 +1,6 @@
 """Full mesh vs render levels of detail: image difference, landmark regions, render cost.
 
-    python benchmarks/lod_compare.py [--size 128] [--count 20] [--out lod_compare.png] [--settings]
+    python tests/benchmarks/lod_compare.py [--size 128] [--count 20] [--out lod_compare.png] [--settings]
 
 Renders ``count`` random parameter vectors (the pairs sampler, seed 11) with the pairs renderer
 (Workbench, FXAA) at the full mesh and at every LOD of the built-in rig, and prints per LOD:
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

@@ -1,6 +1,6 @@
 """Bake speed: bulk keys (addon.bake.bake_action) vs one keyframe_insert per key, same rig, same run.
 
-    python benchmarks/bench_bake.py [--frames 10000] [--naive-frames 200]
+    python tests/benchmarks/bench_bake.py [--frames 10000] [--naive-frames 200]
 
 Builds the BDFM, bakes ``--frames`` frames onto all 99 channel properties with
 ``bake_action`` (goal: under 3 s for 10,000 frames), then keys ``--naive-frames`` frames the
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
