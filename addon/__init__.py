@@ -3,7 +3,8 @@
 Registers the operator that adds the built-in face rig (BDFM), a sidebar panel with its
 channels (head pose, AUs, identity sliders, brow style) as animatable properties, the
 tracking importer (File > Import > au2rig tracking: keys a tracking file onto the rig as a
-new Action) and the offline rig-render operator that writes (parameters, image) pairs
+new Action), animate-from-video (File > Import > au2rig video: tracks a face video and keys
+it the same way; ESC cancels) and the offline rig-render operator that writes (parameters, image) pairs
 datasets.
 """
 import bpy
@@ -169,6 +170,48 @@ class AU2RIG_OT_render_pairs(bpy.types.Operator):
         return {'FINISHED'}
 
 
+# the options of the keying operators (tracking file, video): one definition, one code path
+# (animate.KeyOptions reads them off the operator, animate.key_tracking keys)
+KEY_PROPS = {
+    "target": bpy.props.StringProperty(name="Target", default="",
+                                       description="Object to key (empty: the active object)"),
+    "channels": bpy.props.EnumProperty(name="Channels", default="pose+au",
+                                       items=(("pose+au", "Pose + AUs", "Head pose and Action Units"),
+                                              ("pose", "Pose", "Head pose only"),
+                                              ("au", "AUs", "Action Units only"),
+                                              ("all", "All", "Every channel, identity and brow style too"))),
+    "start_frame": bpy.props.IntProperty(name="Start Frame", default=1,
+                                         description="Scene frame of the file's first row"),
+    "frame_step": bpy.props.IntProperty(name="Frame Step", default=1, min=1,
+                                        description="Video frames per scene frame (rows in between are skipped)"),
+    "smoothing": bpy.props.FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0,
+                                         description="One Euro smoothing strength (0 off, 1 strong)"),
+    "gains": bpy.props.StringProperty(name="Gains", default="",
+                                      description="Per-channel gain, e.g. AU12=1.5, AU4=0.8 "
+                                                  "(a channel such as AU12_L or a FACS code)"),
+    "scene_fps": bpy.props.BoolProperty(name="Scene FPS From File", default=False,
+                                        description="Set the scene's frame rate to the file's (divided by the step)"),
+    "frame_range": bpy.props.BoolProperty(name="Set Frame Range", default=True,
+                                          description="Set the scene's start and end frames to the keys"),
+    "cleanup": bpy.props.BoolProperty(name="Clean Up Keys", default=False,
+                                      description="Drop keys that their neighbours reproduce (linear)"),
+    "action_name": bpy.props.StringProperty(name="Action", default="",
+                                            description="Name of the new Action (empty: <object>_tracking)"),
+    "retarget_map": bpy.props.EnumProperty(
+        name="Retarget Map", default="auto",
+        items=(("auto", "Auto-Detect", "From the target: au2rig channel properties, ARKit shape keys "
+                                       "on a mesh, or Rigify face bones"),
+               ("bdfm", "au2rig Face Rig", "The built-in rig's channel properties"),
+               ("arkit52", "ARKit 52 Shape Keys", "A mesh with Apple ARKit's 52 blendshape names"),
+               ("rigify_face", "Rigify Face", "The face bones of a rig Rigify generated from the human meta-rig"),
+               ("custom", "Custom Map File", "A retarget map JSON file (Map File)"))),
+    "map_path": bpy.props.StringProperty(name="Map File", subtype='FILE_PATH', default="",
+                                         description="Retarget map JSON (with Retarget Map: Custom)"),
+    "partial": bpy.props.BoolProperty(name="Allow Partial", default=False,
+                                      description="Skip map targets the rig lacks instead of refusing"),
+}
+
+
 class AU2RIG_OT_import_tracking(bpy.types.Operator):
     """Key a tracking file (CSV/JSON/NPZ, ours or OpenFace's) onto the au2rig face rig as a new Action"""
 
@@ -179,88 +222,22 @@ class AU2RIG_OT_import_tracking(bpy.types.Operator):
     __annotations__ = {
         "filepath": bpy.props.StringProperty(name="File", subtype='FILE_PATH'),
         "filter_glob": bpy.props.StringProperty(default="*.csv;*.json;*.npz", options={'HIDDEN'}),
-        "target": bpy.props.StringProperty(name="Target", default="",
-                                           description="Armature object to key (empty: the active object)"),
-        "channels": bpy.props.EnumProperty(name="Channels", default="pose+au",
-                                           items=(("pose+au", "Pose + AUs", "Head pose and Action Units"),
-                                                  ("pose", "Pose", "Head pose only"),
-                                                  ("au", "AUs", "Action Units only"),
-                                                  ("all", "All", "Every channel, identity and brow style too"))),
-        "start_frame": bpy.props.IntProperty(name="Start Frame", default=1,
-                                             description="Scene frame of the file's first row"),
-        "frame_step": bpy.props.IntProperty(name="Frame Step", default=1, min=1,
-                                            description="Video frames per scene frame (rows in between are skipped)"),
-        "smoothing": bpy.props.FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0,
-                                             description="One Euro smoothing strength (0 off, 1 strong)"),
-        "gains": bpy.props.StringProperty(name="Gains", default="",
-                                          description="Per-channel gain, e.g. AU12=1.5, AU4=0.8 "
-                                                      "(a channel such as AU12_L or a FACS code)"),
-        "scene_fps": bpy.props.BoolProperty(name="Scene FPS From File", default=False,
-                                            description="Set the scene's frame rate to the file's (divided by the step)"),
-        "frame_range": bpy.props.BoolProperty(name="Set Frame Range", default=True,
-                                              description="Set the scene's start and end frames to the keys"),
-        "cleanup": bpy.props.BoolProperty(name="Clean Up Keys", default=False,
-                                          description="Drop keys that their neighbours reproduce (linear)"),
-        "action_name": bpy.props.StringProperty(name="Action", default="",
-                                                description="Name of the new Action (empty: <object>_tracking)"),
-        "retarget_map": bpy.props.EnumProperty(
-            name="Retarget Map", default="auto",
-            items=(("auto", "Auto-Detect", "From the target: au2rig channel properties, ARKit shape keys "
-                                           "on a mesh, or Rigify face bones"),
-                   ("bdfm", "au2rig Face Rig", "The built-in rig's channel properties"),
-                   ("arkit52", "ARKit 52 Shape Keys", "A mesh with Apple ARKit's 52 blendshape names"),
-                   ("rigify_face", "Rigify Face", "The face bones of a rig Rigify generated from the human meta-rig"),
-                   ("custom", "Custom Map File", "A retarget map JSON file (Map File)"))),
-        "map_path": bpy.props.StringProperty(name="Map File", subtype='FILE_PATH', default="",
-                                             description="Retarget map JSON (with Retarget Map: Custom)"),
-        "partial": bpy.props.BoolProperty(name="Allow Partial", default=False,
-                                          description="Skip map targets the rig lacks instead of refusing"),
+        **KEY_PROPS,
     }
-
-    def _map(self, obj):
-        from . import animate
-        from ._core import retarget
-
-        if self.retarget_map == "custom":
-            if not self.map_path:
-                raise ValueError("Retarget Map is Custom: choose a Map File")
-            return retarget.load_map(bpy.path.abspath(self.map_path))
-        name = self.retarget_map
-        if name == "auto":
-            name, score = animate.detect_map(obj)
-            if name is None:
-                raise ValueError(f"{obj.name} is not an au2rig face rig, and no built-in retarget map "
-                                 f"fits it (best: {score:.0%} of a map's targets found); add the "
-                                 f"au2rig face rig (Add > Armature), or choose a retarget map")
-        return None if name == "bdfm" else retarget.load_builtin(name)
 
     def execute(self, context):
         from . import animate
-        from ._core import parse_gains
 
-        obj = bpy.data.objects.get(self.target) if self.target else context.active_object
-        if obj is None:
-            self.report({'ERROR'}, f"no object named {self.target!r}" if self.target
-                        else "no active object: select the au2rig face rig")
-            return {'CANCELLED'}
         try:
-            gains = parse_gains(self.gains)
+            opts = animate.KeyOptions.of(self)
+            obj = animate.key_target(context, opts.target)
             tracking = animate.load_tracking(self.filepath)
-            rmap = self._map(obj)
-            options = dict(channels=self.channels, start_frame=self.start_frame,
-                           frame_step=self.frame_step, smoothing=self.smoothing or None, gains=gains,
-                           set_scene_fps=self.scene_fps, set_frame_range=self.frame_range,
-                           action_name=self.action_name or None, cleanup=self.cleanup,
-                           scene=context.scene)
-            if rmap is None:  # the built-in rig (bdfm.json), with its own error messages
-                action = animate.apply_tracking(obj, tracking, **options)
-            else:
-                action, report = animate.apply_map(obj, tracking, rmap, partial=self.partial, **options)
-                if report.skipped or report.renamed:
-                    self.report({'WARNING'}, report.text())
+            obj, action, report = animate.key_tracking(context, opts, tracking, obj)
         except (ValueError, OSError) as e:
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
+        if report is not None and (report.skipped or report.renamed):
+            self.report({'WARNING'}, report.text())
         self.report({'INFO'}, f"{action.name}: {len(tracking)} rows of {bpy.path.basename(self.filepath)} "
                               f"onto {obj.name}")
         return {'FINISHED'}
@@ -270,11 +247,148 @@ class AU2RIG_OT_import_tracking(bpy.types.Operator):
         return {'RUNNING_MODAL'}
 
 
+VIDEO_GLOB = "*.mp4;*.mov;*.avi;*.mkv;*.webm;*.m4v;*.mpg;*.mpeg;*.wmv"
+
+
+class AU2RIG_OT_animate_from_video(bpy.types.Operator):
+    """Track a face video (head pose, Action Units) and key it onto the face rig as a new Action (ESC cancels)"""
+
+    bl_idname = "au2rig.animate_from_video"
+    bl_label = "Animate Face from Video"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    __annotations__ = {
+        "filepath": bpy.props.StringProperty(name="Video", subtype='FILE_PATH'),
+        "filter_glob": bpy.props.StringProperty(default=VIDEO_GLOB, options={'HIDDEN'}),
+        "model": bpy.props.StringProperty(name="Model", subtype='FILE_PATH', default="",
+                                          description="ONNX estimator (empty: the shipped model)"),
+        **KEY_PROPS,
+        "start_frame": bpy.props.IntProperty(name="Start Frame", default=1,
+                                             description="Scene frame of the video's first frame"),
+        "frame_step": bpy.props.IntProperty(name="Frame Step", default=1, min=1,
+                                            description="Track every n-th video frame; one scene frame each"),
+        "smoothing": bpy.props.FloatProperty(name="Smoothing", default=0.3, min=0.0, max=1.0,
+                                             description="One Euro smoothing strength (0 off, 1 strong)"),
+        "neutral": bpy.props.StringProperty(name="Neutral", default="auto",
+                                            description="The actor's neutral frame: auto (the most relaxed), "
+                                                        "none (no calibration) or a video frame number"),
+        "scene_fps": bpy.props.BoolProperty(name="Scene FPS From Video", default=True,
+                                            description="Set the scene's frame rate to the video's "
+                                                        "(divided by the step)"),
+        "save_tracking": bpy.props.BoolProperty(name="Save Tracking", default=False,
+                                                description="Also write the tracking (CSV, JSON, NPZ)"),
+        "tracking_path": bpy.props.StringProperty(name="Tracking File", subtype='FILE_PATH', default="",
+                                                  description="Where to save the tracking CSV "
+                                                              "(empty: beside the video)"),
+    }
+
+    def _prepare(self, context):
+        """Check everything before tracking; ``(job, options, object name, map)``."""
+        from . import animate, video
+        from ._core import parse_gains
+
+        opts = animate.KeyOptions.of(self)
+        obj = animate.key_target(context, opts.target)
+        rmap = animate.key_map(obj, opts.retarget_map, opts.map_path)
+        gains = parse_gains(opts.gains)
+        neutral = video.parse_neutral(self.neutral)
+        if not self.filepath:
+            raise ValueError("choose a video file")
+        path = bpy.path.abspath(self.filepath)
+        track = video.load_tracker()
+        config = track.TrackConfig(model=bpy.path.abspath(self.model) if self.model else None,
+                                   smoothing=self.smoothing, neutral=neutral, gains=gains,
+                                   step=self.frame_step)
+        save_to = None
+        if self.save_tracking:
+            from pathlib import Path
+
+            save_to = bpy.path.abspath(self.tracking_path) if self.tracking_path else Path(path).with_suffix(".csv")
+        return video.TrackJob(track, path, config, save_to), opts, obj.name, rmap
+
+    def execute(self, context):
+        """Track and key; with a window as a modal run (progress, ESC cancels), else synchronously
+        (headless: ``bpy.ops.au2rig.animate_from_video(filepath=...)``)."""
+        try:
+            self._job, self._opts, self._obj_name, self._rmap = self._prepare(context)
+        except (ValueError, OSError) as e:
+            self.report({'ERROR'}, str(e))
+            return {'CANCELLED'}
+        if context.window is None or bpy.app.background:
+            self._job.run()
+            return self._finish(context)
+        self._job.start()
+        wm = context.window_manager
+        wm.progress_begin(0, 1000)
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        self._header(context, f"Tracking {self._job.video.name} (ESC to cancel)")
+        return {'RUNNING_MODAL'}
+
+    def invoke(self, context, event):
+        if context.window is None or self.filepath:
+            return self.execute(context)
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+    def _header(self, context, text):
+        screen = context.window.screen if context.window else None
+        for area in (screen.areas if screen else ()):
+            if area.type == 'VIEW_3D':
+                area.header_text_set(text)
+
+    def _end(self, context):
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        self._header(context, None)
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type in {'ESC', 'RIGHTMOUSE'} and event.value == 'PRESS':
+            job.stop.set()  # the thread ends at its next frame; its result is dropped
+            self._end(context)
+            self.report({'WARNING'}, f"tracking {job.video.name} cancelled after {job.done} frames; "
+                                     f"no Action created")
+            return {'CANCELLED'}
+        if event.type != 'TIMER':
+            return {'PASS_THROUGH'}
+        if job.running:
+            context.window_manager.progress_update(int(1000 * job.fraction()))
+            total = f" of {job.total}" if job.total else ""
+            self._header(context, f"Tracking {job.video.name}: frame {job.done}{total} (ESC to cancel)")
+            return {'RUNNING_MODAL'}
+        self._end(context)
+        return self._finish(context)
+
+    def _finish(self, context):
+        from . import video
+
+        obj = bpy.data.objects.get(self._obj_name)
+        try:
+            if obj is None:
+                raise ValueError(f"the target {self._obj_name!r} is gone")
+            obj, action, report, tracking = video.finish(context, self._job, self._opts, obj, self._rmap)
+        except video.TrackCancelled as e:
+            self.report({'WARNING'}, str(e))
+            return {'CANCELLED'}
+        except (ValueError, OSError) as e:
+            self.report({'ERROR'}, str(e))
+            return {'CANCELLED'}
+        if report is not None and (report.skipped or report.renamed):
+            self.report({'WARNING'}, report.text())
+        saved = f"; tracking saved to {self._job.written[0]}" if self._job.written else ""
+        self.report({'INFO'}, f"{action.name}: {int(tracking.success.sum())} of {len(tracking)} frames of "
+                              f"{self._job.video.name} onto {obj.name}{saved}")
+        return {'FINISHED'}
+
+
 def menu_add(self, context):
     self.layout.operator(AU2RIG_OT_add_face_rig.bl_idname, icon='ARMATURE_DATA')
 
 
-CLASSES = (AU2RIG_OT_add_face_rig, AU2RIG_OT_render_pairs, AU2RIG_OT_import_tracking, AU2RIG_PT_channels)
+CLASSES = (AU2RIG_OT_add_face_rig, AU2RIG_OT_render_pairs, AU2RIG_OT_import_tracking, AU2RIG_OT_animate_from_video,
+           AU2RIG_PT_channels)
 
 
 def register():
@@ -291,6 +405,7 @@ def menu_render(self, context):
 
 def menu_import(self, context):
     self.layout.operator(AU2RIG_OT_import_tracking.bl_idname, text="au2rig tracking (.csv/.json/.npz)")
+    self.layout.operator(AU2RIG_OT_animate_from_video.bl_idname, text="au2rig video (animate face)")
 
 
 def unregister():

@@ -16,11 +16,12 @@ is :func:`apply_map` with the built-in ``bdfm.json``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, fields
 
 import bpy
 import numpy as np
 
-from ._core import LAYOUT, plan_keys, read_tracking, retarget, scene_fps, select_channels
+from ._core import LAYOUT, parse_gains, plan_keys, read_tracking, retarget, scene_fps, select_channels
 from .bake import Curve, bake_action
 
 
@@ -218,3 +219,74 @@ def apply_map(obj, tracking, rmap, *, channels="pose+au", start_frame: int = 1, 
     if set_frame_range and len(plan.frames):
         scene.frame_start, scene.frame_end = int(plan.frames[0]), int(plan.frames[-1])
     return action, report
+
+
+@dataclass(frozen=True)
+class KeyOptions:
+    """How the keying operators (tracking file, video) put a tracking onto a rig: their shared
+    options, named as the operators' properties (:meth:`of` reads them off an operator)."""
+
+    target: str = ""             # object name; empty: the active object
+    retarget_map: str = "auto"   # auto, bdfm, a built-in map name, or custom (map_path)
+    map_path: str = ""
+    partial: bool = False
+    channels: str = "pose+au"
+    start_frame: int = 1
+    frame_step: int = 1
+    smoothing: float = 0.0
+    gains: str = ""
+    scene_fps: bool = False
+    frame_range: bool = True
+    cleanup: bool = False
+    action_name: str = ""
+
+    @classmethod
+    def of(cls, op) -> "KeyOptions":
+        return cls(**{f.name: getattr(op, f.name) for f in fields(cls)})
+
+
+def key_target(context, target: str = ""):
+    """The object to key: the one named ``target``, else the active object (``ValueError`` if none)."""
+    obj = bpy.data.objects.get(target) if target else context.active_object
+    if obj is None:
+        raise ValueError(f"no object named {target!r}" if target
+                         else "no active object: select the au2rig face rig")
+    return obj
+
+
+def key_map(obj, retarget_map: str = "auto", map_path: str = ""):
+    """The retarget map for ``obj``: None for the built-in rig's channel properties, else a
+    ``core.retarget`` map (built-in, auto-detected, or a custom JSON file)."""
+    if retarget_map == "custom":
+        if not map_path:
+            raise ValueError("Retarget Map is Custom: choose a Map File")
+        return retarget.load_map(bpy.path.abspath(map_path))
+    name = retarget_map
+    if name == "auto":
+        name, score = detect_map(obj)
+        if name is None:
+            raise ValueError(f"{obj.name} is not an au2rig face rig, and no built-in retarget map "
+                             f"fits it (best: {score:.0%} of a map's targets found); add the "
+                             f"au2rig face rig (Add > Armature), or choose a retarget map")
+    return None if name == "bdfm" else retarget.load_builtin(name)
+
+
+def key_tracking(context, opts: KeyOptions, tracking, obj=None, rmap=False):
+    """Key ``tracking`` as :class:`KeyOptions` say: ``(object, Action, MapReport or None)``.
+
+    The one code path of the tracking-file importer and of animate-from-video. ``obj`` /
+    ``rmap``: already resolved target and map (else from ``opts``; ``rmap=False``: not given).
+    ``ValueError`` before anything is written when the target, map or options are wrong.
+    """
+    obj = obj if obj is not None else key_target(context, opts.target)
+    gains = parse_gains(opts.gains)
+    if rmap is False:
+        rmap = key_map(obj, opts.retarget_map, opts.map_path)
+    options = dict(channels=opts.channels, start_frame=opts.start_frame, frame_step=opts.frame_step,
+                   smoothing=opts.smoothing or None, gains=gains, set_scene_fps=opts.scene_fps,
+                   set_frame_range=opts.frame_range, action_name=opts.action_name or None,
+                   cleanup=opts.cleanup, scene=context.scene)
+    if rmap is None:  # the built-in rig (bdfm.json), with its own error messages
+        return obj, apply_tracking(obj, tracking, **options), None
+    action, report = apply_map(obj, tracking, rmap, partial=opts.partial, **options)
+    return obj, action, report
