@@ -145,3 +145,14 @@ def clean_bpy():
     bpy = pytest.importorskip("bpy")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     return bpy
+
+
+@pytest.fixture
+def bdfm_arm(clean_bpy):
+    """A fresh empty scene holding the built-in rig (BDFM), its armature active."""
+    from addon.rig_builder import build_rig
+    from core.rig import load_rig
+
+    arm_obj, _ = build_rig(load_rig())
+    clean_bpy.context.view_layer.objects.active = arm_obj
+    return arm_obj

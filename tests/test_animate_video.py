@@ -14,7 +14,6 @@ import addon  # noqa: E402
 from addon import video  # noqa: E402
 from addon.animate import KeyOptions  # noqa: E402
 from addon.bake import action_fcurves  # noqa: E402
-from addon.rig_builder import build_rig  # noqa: E402
 from core.layout import LAYOUT  # noqa: E402
 from core.rig import load_rig  # noqa: E402
 from core.track import TrackConfig  # noqa: E402
@@ -37,13 +36,10 @@ def rig():
 
 
 @pytest.fixture
-def arm(rig):
-    """A fresh empty scene holding the BDFM, its armature active, the add-on registered."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    arm_obj, _ = build_rig(rig)
-    bpy.context.view_layer.objects.active = arm_obj
+def arm(bdfm_arm):
+    """The BDFM with the add-on registered."""
     addon.register()
-    yield arm_obj
+    yield bdfm_arm
     addon.unregister()
 
 

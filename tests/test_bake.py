@@ -8,28 +8,17 @@ import addon  # noqa: E402
 from addon import bake  # noqa: E402
 from addon.animate import apply_tracking  # noqa: E402
 from addon.bake import Curve, action_fcurves, action_groups, bake_action, is_layered  # noqa: E402
-from addon.rig_builder import build_rig  # noqa: E402
 from core.filters import apply_gain  # noqa: E402
 from core.keyframes import CLEANUP_TOLERANCE  # noqa: E402
 from core.layout import LAYOUT  # noqa: E402
-from core.rig import load_rig  # noqa: E402
 from core.tracking_io import Tracking, read_tracking, write_csv  # noqa: E402
 
 POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]
 
 
-@pytest.fixture(scope="module")
-def rig():
-    return load_rig()
-
-
 @pytest.fixture
-def arm(rig):
-    """A fresh empty scene holding the BDFM, its armature active."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    arm_obj, _ = build_rig(rig)
-    bpy.context.view_layer.objects.active = arm_obj
-    return arm_obj
+def arm(bdfm_arm):
+    return bdfm_arm
 
 
 @pytest.fixture
