@@ -18,7 +18,9 @@ from pathlib import Path
 from . import animate
 from ._core import tracker
 
-MISSING_DEPS = "tracking needs onnxruntime, opencv and mediapipe, which this Blender lacks"
+MISSING_DEPS = ("tracking needs onnxruntime, opencv and mediapipe, which this Blender lacks: install the au2rig "
+                "build that bundles them for this platform (build_addon.py --wheels linux-x64, windows-x64, "
+                "macos-arm64 or macos-x64)")
 
 
 class TrackCancelled(Exception):

@@ -74,3 +74,152 @@ def test_vendored_extension_registers_adds_the_rig_and_unregisters(extension, tm
         sys.path.remove(str(root))
         for name in [m for m in sys.modules if m == "au2rig_ext" or m.startswith("au2rig_ext.")]:
             del sys.modules[name]
+
+
+# --- installing through Blender's own extension install, into a fresh Blender user directory ---
+
+PROBE_WHEEL = "au2rig_probe-1.0-py3-none-any.whl"
+INSTALL_SCRIPT = r'''
+import json, sys
+import bpy
+import addon_utils
+
+zip_path = sys.argv[1]
+out = {"user_extensions": bpy.utils.user_resource('EXTENSIONS')}
+out["install"] = sorted(bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
+                                                                  enable_on_install=True))
+out["enabled"] = "bl_ext.user_default.au2rig" in bpy.context.preferences.addons
+mod = sys.modules["bl_ext.user_default.au2rig"]
+names = sorted(n for n, c in vars(mod).items()
+               if isinstance(c, type) and issubclass(c, (bpy.types.Operator, bpy.types.Panel)) and n.startswith("AU2RIG_"))
+out["classes"] = names
+out["registered"] = [n for n in names if hasattr(bpy.types, n)]
+out["add_rig"] = sorted(bpy.ops.au2rig.add_face_rig(name="Face"))
+out["rig_channels"] = "AU26" in bpy.data.objects["Face"]
+try:
+    __import__("bl_ext.user_default.au2rig.video", fromlist=["video"]).load_tracker()
+    out["tracker"] = "loaded"
+except ValueError as e:
+    out["tracker"] = str(e)
+try:
+    import au2rig_probe
+    out["probe"] = au2rig_probe.VALUE
+    out["probe_file"] = au2rig_probe.__file__
+except ImportError as e:
+    out["probe"] = repr(e)
+
+index = [r.module for r in bpy.context.preferences.extensions.repos].index("user_default")
+out["uninstall"] = sorted(bpy.ops.extensions.package_uninstall(repo_index=index, pkg_id="au2rig"))
+out["enabled_after"] = "bl_ext.user_default.au2rig" in bpy.context.preferences.addons
+out["registered_after"] = [n for n in names if hasattr(bpy.types, n)]
+out["still_loaded"] = addon_utils.check("bl_ext.user_default.au2rig")[1]
+print("RESULT " + json.dumps(out))
+'''
+
+
+def make_probe_wheel(folder):
+    """A minimal valid wheel of a dummy package ``au2rig_probe`` (one module)."""
+    import base64
+    import hashlib
+
+    files = {"au2rig_probe/__init__.py": b"VALUE = 42\n",
+             "au2rig_probe-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: au2rig_probe\nVersion: 1.0\n",
+             "au2rig_probe-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: au2rig-test\n"
+                                                 b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+                     f"{len(data)}\n" for name, data in files.items())
+    files["au2rig_probe-1.0.dist-info/RECORD"] = (record + "au2rig_probe-1.0.dist-info/RECORD,,\n").encode()
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / PROBE_WHEEL, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return folder / PROBE_WHEEL
+
+
+def host_platform():
+    import platform
+
+    machine = platform.machine().lower()
+    arch = "arm64" if machine in ("arm64", "aarch64") else "x64"
+    return {"linux": "linux", "win32": "windows", "darwin": "macos"}[sys.platform] + "-" + arch
+
+
+def install_in_fresh_blender(zip_path, user_dir):
+    """Install ``zip_path`` with Blender's extension install into ``user_dir`` (a fresh Blender user
+    directory, BLENDER_USER_RESOURCES, set before bpy starts), exercise it, uninstall it."""
+    import json
+    import os
+    import subprocess
+
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user_dir))
+    for var in ("BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS", "BLENDER_USER_EXTENSIONS", "PYTHONPATH"):
+        env.pop(var, None)
+    run = subprocess.run([sys.executable, "-c", INSTALL_SCRIPT, str(zip_path)], env=env, cwd=user_dir,
+                         capture_output=True, text=True, timeout=120)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stdout[-3000:] + run.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def check_installed_and_uninstalled(result, user_dir):
+    assert result["user_extensions"].startswith(str(user_dir))  # the fresh user directory, not ~/.config
+    assert result["install"] == ["FINISHED"] and result["enabled"]
+    assert {"AU2RIG_OT_add_face_rig", "AU2RIG_OT_import_tracking", "AU2RIG_OT_animate_from_video",
+            "AU2RIG_OT_render_pairs", "AU2RIG_PT_channels"} <= set(result["classes"])
+    assert result["registered"] == result["classes"]
+    assert result["add_rig"] == ["FINISHED"] and result["rig_channels"]
+    assert result["uninstall"] == ["FINISHED"] and not result["enabled_after"]
+    assert result["registered_after"] == [] and not result["still_loaded"]
+    assert not (user_dir / "extensions" / "user_default" / "au2rig").exists()
+
+
+def test_blender_installs_enables_and_uninstalls_the_extension(extension, tmp_path):
+    out, _, _ = extension
+    result = install_in_fresh_blender(out, tmp_path)
+    check_installed_and_uninstalled(result, tmp_path)
+    assert result["probe"].startswith("ModuleNotFoundError")  # the default build bundles no wheels
+    assert result["tracker"].startswith("tracking needs onnxruntime, opencv and mediapipe")  # nor the tracker
+    assert "--wheels" in result["tracker"]
+
+
+def test_bundled_wheels_are_listed_and_installed_by_blender(tmp_path):
+    make_probe_wheel(tmp_path / "wheels")
+    platform = host_platform()
+    out = build_addon.build(tmp_path / "au2rig_wheels.zip", [platform], wheel_dir=tmp_path / "wheels")
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
+    assert manifest["platforms"] == [platform] and manifest["wheels"] == [f"./wheels/{PROBE_WHEEL}"]
+    assert f"wheels/{PROBE_WHEEL}" in names
+    for name in build_addon.TRACKER_RUNTIME:  # the tracker's modules come with the wheels
+        assert f"core/{name}" in names
+    user = tmp_path / "user"
+    user.mkdir()
+    result = install_in_fresh_blender(out, user)
+    check_installed_and_uninstalled(result, user)
+    assert result["probe"] == 42, result["probe"]  # Blender installed the manifest's wheel
+    assert result["probe_file"].startswith(str(user))  # into the fresh user directory's site-packages
+
+
+def test_unknown_platform_and_wheel_dir_without_platform_are_build_errors(tmp_path):
+    with pytest.raises(build_addon.BuildError, match="unknown platform 'amiga'"):
+        build_addon.build(tmp_path / "x.zip", ["amiga"])
+    with pytest.raises(build_addon.BuildError, match="--wheel-dir needs --wheels"):
+        build_addon.build(tmp_path / "x.zip", wheel_dir=tmp_path)
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_a_missing_wheel_names_the_package_and_platform(tmp_path, monkeypatch):
+    import subprocess
+    import types
+
+    calls = []
+
+    def fake_pip(cmd, **kw):  # no network: pip finds nothing
+        calls.append(cmd)
+        return types.SimpleNamespace(returncode=1, stderr="ERROR: No matching distribution found for x\n")
+
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    with pytest.raises(build_addon.BuildError, match=r"no wheel of onnxruntime==1\.20\.1 for windows-x64"):
+        build_addon.download_wheels("windows-x64", cache=tmp_path)
+    assert "--only-binary=:all:" in calls[0] and "win_amd64" in calls[0] and "--no-deps" in calls[0]
