@@ -1,0 +1,141 @@
+"""The generator G: parameter vector -> rendered-looking image (Song et al. 2021, §2.2).
+
+G imitates the rig's renderer so that the chain parameters -> image is differentiable. As in
+the paper it is DCGAN-like: the (N, P) parameter vector (the full shared layout, P = 99) is
+reshaped to (N, P, 1, 1) and goes through **eight** ``ConvTranspose2d`` layers; every layer
+but the last is followed by ``InstanceNorm2d`` (affine) and ReLU, the last one maps to 3
+channels and a sigmoid gives RGB in [0, 1].
+
+Input scaling: each channel is first mapped to [0, 1] by its layout range
+(``(x - lo) / (hi - lo)``, so the pose in degrees and the 0..1 sliders arrive on one scale);
+the scaling is a buffer inside the module, so it is part of the exported ONNX graph.
+
+Upsampling schedule (output side of each layer; "s2" = kernel 4, stride 2, padding 1, which
+doubles the size, 1x1 -> 2x2 included; "s1" = kernel 3, stride 1, padding 1, which keeps it)::
+
+    R=256: s2 s2 s2 s2 s2 s2 s2 s2      2  4  8 16 32  64 128 256
+    R=128: s2 s2 s2 s2 s2 s2 s2 s1      2  4  8 16 32  64 128 128
+    R=64:  s2 s2 s2 s2 s2 s2 s1 s1      2  4  8 16 32  64  64  64
+
+The stride-1 layers sit at the end, at full resolution, where they refine detail with the
+narrowest widths. Widths depend on a layer's output size ``s`` only:
+``min(max_width, base_width * 256 // s)`` (defaults 16 and 256: 256 channels up to 16x16, then
+128, 64, 32, 16), so the three resolutions share their coarse stages.
+
+Instance normalisation over a 2x2 map keeps little besides the per-channel mean that it
+removes, so layers whose output is smaller than ``norm_min_size`` (default 4) use ReLU alone.
+
+:func:`generator_meta` / :func:`check_meta` carry the layout version, channel names and rig
+hash that a checkpoint must match.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.layout import LAYOUT, ParameterLayout
+
+RESOLUTIONS = (64, 128, 256)
+N_LAYERS = 8
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Shape of G. ``resolution``: 64, 128 or 256 (square RGB output)."""
+
+    resolution: int = 128
+    base_width: int = 16     # channels of a layer whose output is 256x256
+    max_width: int = 256     # cap on the channels of the coarse layers
+    norm_min_size: int = 4   # InstanceNorm only on layers with an output at least this large
+
+    def __post_init__(self):
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}")
+        if self.base_width < 1 or self.max_width < 1:
+            raise ValueError(f"widths must be positive, got base_width={self.base_width}, "
+                             f"max_width={self.max_width}")
+
+    def schedule(self) -> list[tuple[int, int]]:
+        """Per layer ``(stride, output size)``, eight entries (see the module docstring)."""
+        n_up = int(np.log2(self.resolution))  # 6, 7 or 8 doublings from 1x1
+        out, size = [], 1
+        for i in range(N_LAYERS):
+            stride = 2 if i < n_up else 1
+            size *= stride
+            out.append((stride, size))
+        return out
+
+    def width(self, size: int) -> int:
+        return max(1, min(self.max_width, self.base_width * 256 // size))
+
+
+def _upsample_layer(cin: int, cout: int, stride: int) -> nn.ConvTranspose2d:
+    if stride == 2:
+        return nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1)
+    return nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=1, padding=1)
+
+
+class Generator(nn.Module):
+    """G: (N, P) parameters -> (N, 3, R, R) images in [0, 1]."""
+
+    def __init__(self, cfg: GeneratorConfig, layout: ParameterLayout = LAYOUT):
+        super().__init__()
+        self.cfg = cfg
+        self.n_params = len(layout)
+        lo = np.asarray(layout.lo, np.float32)
+        span = np.asarray(layout.hi, np.float32) - lo
+        span[span == 0] = 1.0
+        self.register_buffer("lo", torch.from_numpy(lo).view(1, -1, 1, 1))
+        self.register_buffer("inv_span", torch.from_numpy(1.0 / span).view(1, -1, 1, 1))
+        layers: list[nn.Module] = []
+        cin = self.n_params
+        sched = cfg.schedule()
+        for i, (stride, size) in enumerate(sched):
+            last = i == len(sched) - 1
+            cout = 3 if last else cfg.width(size)
+            layers.append(_upsample_layer(cin, cout, stride))
+            if not last:
+                if size >= cfg.norm_min_size:
+                    layers.append(nn.InstanceNorm2d(cout, affine=True))
+                layers.append(nn.ReLU(inplace=True))
+            cin = cout
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, params: torch.Tensor) -> torch.Tensor:
+        x = params.reshape(params.shape[0], self.n_params, 1, 1)
+        x = (x - self.lo) * self.inv_span
+        return torch.sigmoid(self.net(x))
+
+
+def build_generator(cfg: GeneratorConfig | None = None, layout: ParameterLayout = LAYOUT) -> Generator:
+    """A freshly initialised G for ``cfg`` (default: 128x128) over ``layout``."""
+    return Generator(cfg or GeneratorConfig(), layout)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def generator_meta(cfg: GeneratorConfig, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None) -> dict:
+    """What a G checkpoint records about its inputs: layout version, channel names, rig hash, config."""
+    return {"layout_version": layout.version, "channels": list(layout.names),
+            "rig_hash": rig_hash, "config": asdict(cfg)}
+
+
+def check_meta(meta: dict, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None,
+               where: str = "checkpoint") -> None:
+    """Refuse a checkpoint made for another layout or rig, naming what differs."""
+    if meta.get("layout_version") != layout.version:
+        raise ValueError(f"{where}: layout version {meta.get('layout_version')!r}, "
+                         f"this build uses {layout.version!r}")
+    names = list(meta.get("channels", ()))
+    if names != list(layout.names):
+        if len(names) != len(layout):
+            raise ValueError(f"{where}: {len(names)} channels, the layout has {len(layout)}")
+        i = next(k for k, (a, b) in enumerate(zip(names, layout.names)) if a != b)
+        raise ValueError(f"{where}: channel {i} is {names[i]!r}, the layout has {layout.names[i]!r}")
+    if rig_hash is not None and meta.get("rig_hash") != rig_hash:
+        raise ValueError(f"{where}: made for rig {meta.get('rig_hash')!r}, this rig is {rig_hash!r}")

@@ -1,0 +1,169 @@
+"""The generator G (core/generator.py) and its losses (core/perceptual.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.generator import (GeneratorConfig, build_generator, check_meta, count_parameters,
+                            generator_meta)
+from core.layout import LAYOUT
+from core.perceptual import (ImageLoss, VGG16Features, VGGWeightsError, expected_vgg16_shapes,
+                             load_vgg16, perceptual_loss, ssim)
+
+CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+
+
+def random_params(n: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.uniform(LAYOUT.lo, LAYOUT.hi, (n, len(LAYOUT))).astype(np.float32))
+
+
+@pytest.mark.parametrize("resolution", [64, 128, 256])
+def test_generator_shapes_and_range(resolution):
+    torch.manual_seed(0)
+    g = build_generator(GeneratorConfig(resolution=resolution))
+    sched = g.cfg.schedule()
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(convs) == len(sched) == 8
+    assert sched[-1][1] == resolution
+    assert [c.stride[0] for c in convs] == [s for s, _ in sched]
+    assert convs[-1].out_channels == 3 and convs[0].in_channels == len(LAYOUT)
+    n_norm = sum(isinstance(m, torch.nn.InstanceNorm2d) for m in g.modules())
+    assert n_norm == 6  # every hidden layer but the 2x2 one
+    y = g(random_params(2))
+    assert y.shape == (2, 3, resolution, resolution)
+    assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
+    print(f"G {resolution}: {count_parameters(g):,} parameters, schedule {sched}")
+
+
+def test_generator_config_rejects_bad_resolution():
+    with pytest.raises(ValueError, match="resolution"):
+        GeneratorConfig(resolution=96)
+
+
+def test_meta_round_trip_and_refusal():
+    cfg = GeneratorConfig(resolution=64)
+    meta = generator_meta(cfg, LAYOUT, rig_hash="abc")
+    assert meta["channels"] == list(LAYOUT.names) and meta["config"]["resolution"] == 64
+    check_meta(meta, LAYOUT, rig_hash="abc")
+    with pytest.raises(ValueError, match="rig"):
+        check_meta(meta, LAYOUT, rig_hash="other")
+    bad = dict(meta, channels=list(reversed(meta["channels"])))
+    with pytest.raises(ValueError, match="channel 0"):
+        check_meta(bad, LAYOUT)
+    with pytest.raises(ValueError, match="layout version"):
+        check_meta(dict(meta, layout_version="0.0"), LAYOUT)
+
+
+def smooth_targets(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 8, 8, generator=g)
+    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def test_a_few_steps_lower_the_loss():
+    torch.manual_seed(0)
+    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64))
+    params, targets = random_params(4, seed=1), smooth_targets(4, 64)
+    loss_fn = ImageLoss()
+    opt = torch.optim.Adam(g.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = loss_fn(g(params), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_ssim_properties():
+    torch.manual_seed(0)
+    a = smooth_targets(2, 32)
+    assert ssim(a, a).item() == pytest.approx(1.0, abs=1e-5)
+    noisy = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
+    noisier = (a + 0.3 * torch.randn_like(a)).clamp(0, 1)
+    s1, s2 = ssim(a, noisy).item(), ssim(a, noisier).item()
+    assert s2 < s1 < 0.99
+    assert ssim(a, noisy).item() == pytest.approx(ssim(noisy, a).item(), abs=1e-6)
+    pred = noisy.clone().requires_grad_(True)
+    loss = ImageLoss()(pred, a)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    # images smaller than the window still work
+    small = torch.rand(1, 3, 5, 5)
+    assert ssim(small, small).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def torchvision_style_state(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    state = VGG16Features().state_dict()
+    state["classifier.0.weight"] = torch.zeros(8, 4)  # classifier keys are ignored
+    state["classifier.6.bias"] = torch.zeros(8)
+    return state
+
+
+def test_vgg16_loader_accepts_torchvision_keys(tmp_path):
+    shapes = expected_vgg16_shapes()
+    assert sorted({int(k.split(".")[1]) for k in shapes}) == list(CONV_INDICES)
+    assert shapes["features.5.weight"] == (128, 64, 3, 3)
+    state = torchvision_style_state()
+    path = tmp_path / "vgg16-397923af.pth"
+    torch.save(state, path)
+    net = load_vgg16(path)
+    assert torch.equal(net.features[28].weight, state["features.28.weight"])
+    assert not any(p.requires_grad for p in net.parameters())
+    feats = net(torch.rand(1, 3, 32, 32))
+    assert [tuple(f.shape) for f in feats] == [(1, 128, 16, 16), (1, 256, 8, 8), (1, 512, 4, 4)]
+    assert perceptual_loss(feats, feats).item() == 0
+    # the paper's mode through ImageLoss: finite, gradients reach the image
+    loss_fn = ImageLoss("vgg16", path)
+    pred = torch.rand(1, 3, 32, 32, requires_grad=True)
+    loss = loss_fn(pred, torch.rand(1, 3, 32, 32))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_vgg16_loader_rejects_wrong_dicts(tmp_path):
+    state = torchvision_style_state()
+    missing = dict(state)
+    del missing["features.12.bias"]
+    torch.save(missing, tmp_path / "missing.pth")
+    with pytest.raises(VGGWeightsError, match=r"missing key 'features\.12\.bias'"):
+        load_vgg16(tmp_path / "missing.pth")
+    wrong = dict(state)
+    wrong["features.5.weight"] = torch.zeros(64, 64, 3, 3)
+    torch.save(wrong, tmp_path / "wrong.pth")
+    with pytest.raises(VGGWeightsError, match=r"features\.5\.weight: expected \(128, 64, 3, 3\), "
+                                              r"got \(64, 64, 3, 3\)"):
+        load_vgg16(tmp_path / "wrong.pth")
+    extra = dict(state)
+    extra["features.3.weight"] = torch.zeros(1)
+    torch.save(extra, tmp_path / "extra.pth")
+    with pytest.raises(VGGWeightsError, match=r"unexpected key 'features\.3\.weight'"):
+        load_vgg16(tmp_path / "extra.pth")
+    with pytest.raises(FileNotFoundError):
+        load_vgg16(tmp_path / "absent.pth")
+    with pytest.raises(ValueError, match="vgg_path"):
+        ImageLoss("vgg16")
+
+
+@pytest.mark.filterwarnings("ignore")  # the legacy exporter's deprecation / tracer notes
+def test_onnx_export_matches_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64)).eval()
+    path = tmp_path / "g.onnx"
+    torch.onnx.export(g, (random_params(1),), str(path), dynamo=False, opset_version=17,
+                      input_names=["params"], output_names=["image"],
+                      dynamic_axes={"params": {0: "batch"}, "image": {0: "batch"}})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = random_params(3, seed=5)
+    (onnx_out,) = sess.run(None, {"params": x.numpy()})
+    with torch.no_grad():
+        ref = g(x).numpy()
+    assert onnx_out.shape == (3, 3, 64, 64)
+    np.testing.assert_allclose(onnx_out, ref, atol=1e-4)
