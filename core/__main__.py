@@ -4,6 +4,8 @@
                                           [--gain AU12=1.5 ...] [--backend mediapipe|fan] [--model M.onnx]
     python -m core train-landmarks -o runs/landmarks [--steps 20000] [--samples 200000] [--videos V ...]
                                                      [--export core/models/landmarks.onnx]
+    python -m core train-generator PAIRS_DIR -o RUN_DIR [--steps 20000] [--batch 16] [--loss l1_ssim|vgg16 --vgg P]
+                                                        [--device cpu|cuda|auto] [--export G.onnx]
     python -m core eval-landmarks [--model M.onnx] [--n 2000] [--jitter 0.0]
     python -m core eval-dataset disfa|bp4d ROOT [--model M.onnx] [--max-frames N] [--step N] [--json OUT]
 """
@@ -68,6 +70,29 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--export", help="write the final model as ONNX here (e.g. core/models/landmarks.onnx)")
     tr.add_argument("--save-checkpoint", help="also save the final weights (no optimiser state) here")
     tr.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+    tg = commands.add_parser("train-generator", help="train the generator G (parameters -> image) on a pairs "
+                                                     "dataset; resumed when RUN_DIR holds a checkpoint")
+    tg.add_argument("pairs", help="pairs dataset folder (rendered by the add-on / addon.rig_render)")
+    tg.add_argument("-o", "--output", required=True, help="run folder: checkpoint.pt, val_grid.png, history.json")
+    tg.add_argument("--resolution", type=int, choices=(64, 128, 256),
+                    help="G's output size (default: the dataset's; images are resized if it differs)")
+    tg.add_argument("--steps", type=int, default=20000, help="training steps (default 20000)")
+    tg.add_argument("--batch", type=int, default=16, help="pairs per step (default 16)")
+    tg.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    tg.add_argument("--loss", choices=("l1_ssim", "vgg16"), default="l1_ssim",
+                    help="l1_ssim (default, needs no weights) or vgg16 (the paper's; needs --vgg)")
+    tg.add_argument("--vgg", help="torchvision-format VGG16 state dict, for --loss vgg16")
+    tg.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
+    tg.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
+    tg.add_argument("--base-width", type=int, default=16, help="G channels at 256x256 (default 16)")
+    tg.add_argument("--max-width", type=int, default=256, help="cap on G's channels (default 256)")
+    tg.add_argument("--seed", type=int, default=0)
+    tg.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (cuda when present)")
+    tg.add_argument("--rig", help="rig spec TOML the dataset was rendered from (default: the built-in rig)")
+    tg.add_argument("--export", help="write the trained G as ONNX here (checked against torch)")
+    tg.add_argument("--threads", type=int, default=4, help="torch CPU threads (default 4)")
+    tg.add_argument("--quiet", action="store_true", help="no progress bar")
 
     commands.add_parser("eval-dataset", add_help=False,
                         help="AU accuracy on DISFA or BP4D as held by the user (python -m core eval-dataset -h)")
@@ -136,6 +161,13 @@ def main(argv=None) -> int:
             print(f"saved {path}", file=sys.stderr)
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         return 0
+
+    if args.command == "train-generator":
+        from .train_generator import main as train_generator_main
+
+        code = train_generator_main(args)
+        print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        return code
 
     if args.command == "eval-landmarks":
         from .estimator import DEFAULT_ONNX, OnnxEstimator, heldout_set

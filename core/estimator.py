@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .checkpoints import read_checkpoint, save_checkpoint
 from .align import apply_similarity, five_points, roll_degrees, similarity, template
 from .layout import LAYOUT, OPPOSED, ParameterLayout
 from .rig import Rig, load_rig
@@ -297,11 +298,6 @@ SUPERVISED_WEIGHTS = {"pose": 1.0, "au": 10.0, "identity": 1.0, "brow": 0.05}
 
 
 # --- checkpoints ----------------------------------------------------------------------------
-def _atomic_torch_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        _torch().save(obj, tmp)
-
-
 def _identity_fields(layout: ParameterLayout, rig: Rig) -> dict:
     return {"layout_version": layout.version, "channels": list(layout.names), "rig": rig.name, "rig_hash": rig.hash}
 
@@ -322,24 +318,15 @@ def save_weights(net, path, cfg: TrainConfig, layout: ParameterLayout = LAYOUT, 
                  extra: dict | None = None) -> Path:
     """A small checkpoint of the weights alone (no optimiser state), loadable by :func:`load_checkpoint`."""
     rig = rig or load_rig()
-    _atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **_identity_fields(layout, rig),
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **_identity_fields(layout, rig),
                         "config": asdict(cfg), "model": net.state_dict(), **(extra or {})}, Path(path))
     return Path(path)
 
 
 def load_checkpoint(path, layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
     """(network, checkpoint dict) from a training checkpoint, checked against layout and rig."""
-    torch = _torch()
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no estimator checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing
-        raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an au2rig landmark-estimator checkpoint (format field "
-                         f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
+    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, "landmark-estimator")
     check_compatible(ckpt, str(path), layout, rig)
     cfg = _config_from_dict(ckpt["config"])
     net = build_network(cfg.network, layout, rig)
@@ -451,7 +438,7 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
     params_t, points_t, reference_t = map(torch.from_numpy, (params, points, reference))
 
     def save():
-        _atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                             **_identity_fields(layout, rig), "config": asdict(cfg), "model": net.state_dict(),
                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                             "generator": gen.get_state(), "step": step, "history": history}, ckpt_path)

@@ -1,0 +1,371 @@
+"""Training of the generator G (core/generator.py) on a pairs dataset (core/pairs.py).
+
+    python -m core train-generator PAIRS_DIR -o RUN_DIR [--steps N] [--batch B] [--lr LR]
+                                   [--loss l1_ssim|vgg16 --vgg PATH] [--device cpu|cuda|auto]
+                                   [--export G.onnx]
+
+The train split trains G with Adam; every ``validate_every`` steps the held-out (val split)
+L1 and PSNR (dB, images in [0, 1]) are printed and appended to the checkpoint's history, and a
+grid (rows of val pairs: rendered | generated) is written atomically to ``RUN_DIR/val_grid.png``.
+
+``RUN_DIR/checkpoint.pt`` (written atomically every ``checkpoint_every`` steps) holds the model,
+the optimiser, the step, the history, the RNG states of torch and numpy and the data order
+(the current epoch's permutation and the position in it), so a resumed run continues exactly
+where it stopped: on CPU the weights and history equal those of an uninterrupted run bit for bit.
+
+Refused, with the reason: a dataset of another parameter layout ("layout 1.0 vs 1.1") or of
+another rig ("rig hash X vs Y"), and a checkpoint in RUN_DIR of another training configuration
+or made for another layout / rig.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path
+from .checkpoints import read_checkpoint, save_checkpoint
+from .generator import GeneratorConfig, build_generator, check_meta, generator_meta
+from .layout import LAYOUT, ParameterLayout
+from .pairs import PairsDataset, read_manifest
+from .perceptual import ImageLoss
+
+CHECKPOINT_FORMAT = "au2rig-generator-training"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GeneratorTrainConfig:
+    """Everything that decides the result of a run (a resumed run must use the same)."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    steps: int = 20000
+    batch: int = 16
+    lr: float = 2e-4
+    betas: tuple = (0.5, 0.999)
+    loss: str = "l1_ssim"  # or "vgg16" (needs vgg)
+    vgg: str | None = None  # torchvision-format VGG16 state dict, for loss "vgg16"
+    validate_every: int = 500
+    checkpoint_every: int = 1000
+    val_max: int = 512  # held-out pairs used for L1 / PSNR (the first ones of the val split)
+    grid_rows: int = 8  # val pairs shown in val_grid.png
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        for name in ("steps", "batch", "validate_every", "checkpoint_every", "val_max", "grid_rows"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.loss not in ImageLoss.MODES:
+            raise ValueError(f"loss must be one of {ImageLoss.MODES}, got {self.loss!r}")
+        if self.loss == "vgg16" and not self.vgg:
+            raise ValueError("loss 'vgg16' needs --vgg PATH (a torchvision-format VGG16 state dict)")
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def config_from_dict(d: dict) -> GeneratorTrainConfig:
+    d = dict(d)
+    d["generator"] = GeneratorConfig(**d["generator"])
+    return GeneratorTrainConfig(**d)
+
+
+# --- the dataset --------------------------------------------------------------------------
+def check_dataset(folder, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None):
+    """The dataset's manifest, after refusing one of another layout or rig (naming the values)."""
+    m = read_manifest(folder)
+    if m.layout_version != layout.version:
+        raise ValueError(f"{folder}: pairs dataset of another parameter layout: "
+                         f"layout {m.layout_version} vs {layout.version} (this build)")
+    if list(m.channels) != list(layout.names):
+        raise ValueError(f"{folder}: pairs dataset of another parameter layout: {len(m.channels)} channels "
+                         f"vs {len(layout)} (layout {layout.version}), or the channels differ")
+    if rig_hash is not None and m.rig_hash != rig_hash:
+        raise ValueError(f"{folder}: pairs dataset of another rig: rig hash {m.rig_hash} vs {rig_hash} "
+                         f"(the current rig)")
+    if not m.complete:
+        raise ValueError(f"{folder}: the pairs run has not finished (resume it first)")
+    return m
+
+
+class _Images:
+    """Batches of (params, images) of one split, images (N, 3, R, R) float32 in [0, 1]."""
+
+    def __init__(self, ds: PairsDataset, resolution: int, threads: int = 4):
+        self.ds, self.resolution = ds, int(resolution)
+        self.pool = ThreadPoolExecutor(max_workers=threads)
+
+    def _image(self, k: int) -> np.ndarray:
+        import cv2
+
+        img = self.ds[int(k)]["image"]
+        if img.shape[0] != self.resolution or img.shape[1] != self.resolution:
+            img = cv2.resize(img, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA)
+        return img
+
+    def batch(self, ks) -> tuple[torch.Tensor, torch.Tensor]:
+        imgs = list(self.pool.map(self._image, ks))
+        params = np.stack([self.ds.params[self.ds.indices[int(k)]] for k in ks])
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(imgs).transpose(0, 3, 1, 2)))
+        return torch.from_numpy(params), x
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+class _Order:
+    """Shuffled passes over n items from a numpy Generator; its state is checkpointed."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.rng = n, np.random.default_rng(seed)
+        self.perm, self.pos = self.rng.permutation(n), 0
+
+    def take(self, b: int) -> np.ndarray:
+        out = []
+        while len(out) < b:
+            if self.pos >= self.n:
+                self.perm, self.pos = self.rng.permutation(self.n), 0
+            k = min(b - len(out), self.n - self.pos)
+            out.extend(self.perm[self.pos:self.pos + k].tolist())
+            self.pos += k
+        return np.asarray(out)
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "perm": self.perm.copy(), "pos": self.pos}
+
+    def load(self, s: dict) -> None:
+        self.rng.bit_generator.state = s["rng"]
+        self.perm, self.pos = np.asarray(s["perm"]), int(s["pos"])
+
+
+# --- validation -----------------------------------------------------------------------------
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of images in [0, 1]."""
+    mse = ((pred - target) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+@torch.no_grad()
+def evaluate(g, params: torch.Tensor, images: torch.Tensor, device, batch: int = 64):
+    """(mean L1, mean PSNR dB, generated images on the CPU) over held-out pairs."""
+    outs = []
+    for i in range(0, len(params), batch):
+        outs.append(g(params[i:i + batch].to(device)).float().cpu())
+    gen = torch.cat(outs)
+    return float((gen - images).abs().mean()), float(psnr(gen, images).mean()), gen
+
+
+def write_grid(path, rendered: torch.Tensor, generated: torch.Tensor, gap: int = 2) -> Path:
+    """PNG: one row per pair, rendered | generated; written atomically."""
+    import cv2
+
+    n, _, h, w = rendered.shape
+    grid = np.full((n * (h + gap) - gap, 2 * w + gap, 3), 255, np.uint8)
+    for i in range(n):
+        for j, img in enumerate((rendered[i], generated[i])):
+            a = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            grid[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = a[:, :, ::-1]
+    ok, data = cv2.imencode(".png", grid)
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())
+    return path
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+def _read_checkpoint(path) -> dict:
+    return read_checkpoint(path, CHECKPOINT_FORMAT, "generator")
+
+
+def load_generator(path, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None):
+    """(G on the CPU, checkpoint dict) from a training checkpoint, checked against layout and rig."""
+    ckpt = _read_checkpoint(path)
+    check_meta(ckpt["meta"], layout, rig_hash, where=str(path))
+    g = build_generator(GeneratorConfig(**ckpt["meta"]["config"]), layout)
+    g.load_state_dict(ckpt["model"])
+    return g, ckpt
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device is available (use cpu or auto)")
+    return torch.device(device)
+
+
+# --- training ------------------------------------------------------------------------------------
+def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None, *, rig_hash: str | None = None,
+                    layout: ParameterLayout = LAYOUT, device: str = "cpu", log=print,
+                    stop_after: int | None = None, progress: bool = True) -> Path:
+    """Train G; returns ``out_dir/checkpoint.pt`` (resumed when present). ``rig_hash``: the current
+    rig's (default: the built-in rig's). ``stop_after``: end after that many steps of this call."""
+    from tqdm import tqdm
+
+    if rig_hash is None:
+        from .rig import load_rig
+
+        rig_hash = load_rig(layout=layout).hash
+    manifest = check_dataset(pairs_dir, layout, rig_hash)
+    cfg = cfg or GeneratorTrainConfig(generator=GeneratorConfig(resolution=manifest.resolution))
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    meta = generator_meta(cfg.generator, layout, rig_hash)
+    meta["dataset"] = {"rig_hash": manifest.rig_hash, "resolution": manifest.resolution, "seed": manifest.seed,
+                       "count": manifest.count}
+
+    train_ds, val_ds = PairsDataset(pairs_dir, "train"), PairsDataset(pairs_dir, "val")
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ValueError(f"{pairs_dir}: needs pairs in both splits (train {len(train_ds)}, val {len(val_ds)})")
+    res = cfg.generator.resolution
+    train_src, val_src = _Images(train_ds, res), _Images(val_ds, res)
+    val_params, val_images = val_src.batch(np.arange(min(len(val_ds), cfg.val_max)))
+    val_src.close()
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        g = build_generator(cfg.generator, layout)
+    order = _Order(len(train_ds), cfg.seed)
+    step, history = 0, []
+    ckpt = None
+    if ckpt_path.is_file():
+        ckpt = _read_checkpoint(ckpt_path)
+        if ckpt["config"] != cfg.to_dict():
+            diff = sorted(k for k in cfg.to_dict() if ckpt["config"].get(k) != cfg.to_dict()[k])
+            raise ValueError(f"{ckpt_path}: a checkpoint of a different training configuration is in the way "
+                             f"({', '.join(diff)} differ); use another run folder or delete it")
+        check_meta(ckpt["meta"], layout, rig_hash, where=str(ckpt_path))
+        if ckpt["meta"] != meta:
+            raise ValueError(f"{ckpt_path}: made on another dataset ({ckpt['meta'].get('dataset')} vs "
+                             f"{meta['dataset']}); use another run folder or delete it")
+        g.load_state_dict(ckpt["model"])
+    g.to(dev).train()
+    loss_fn = ImageLoss(cfg.loss, cfg.vgg).to(dev)
+    opt = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizer"])
+        order.load(ckpt["order"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        np.random.set_state(ckpt["numpy_rng"])
+        if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], dev)
+        step, history = ckpt["step"], ckpt["history"]
+        log(f"resuming {ckpt_path} at step {step}")
+    else:
+        torch.manual_seed(cfg.seed)
+
+    def save():
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "meta": meta,
+                            "config": cfg.to_dict(), "model": {k: v.cpu() for k, v in g.state_dict().items()},
+                            "optimizer": opt.state_dict(), "step": step, "history": history,
+                            "order": order.state(), "running_losses": list(running), "torch_rng": torch.get_rng_state(),
+                            "numpy_rng": np.random.get_state(),
+                            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None},
+                           ckpt_path)
+
+    bar = tqdm(total=cfg.steps, initial=step, desc="training G", unit="step", disable=not progress)
+    done_here, running = 0, list(ckpt["running_losses"]) if ckpt is not None else []
+    try:
+        while step < cfg.steps:
+            params, images = train_src.batch(order.take(cfg.batch))
+            loss = loss_fn(g(params.to(dev)), images.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            done_here += 1
+            running.append(loss.item())
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{running[-1]:.4f}")
+            if step % cfg.validate_every == 0 or step == cfg.steps:
+                l1, db, gen = evaluate(g, val_params, val_images, dev)
+                entry = {"step": step, "train_loss": float(np.mean(running)), "val_l1": l1, "val_psnr": db}
+                history.append(entry)
+                running = []
+                k = min(cfg.grid_rows, len(val_params))
+                write_grid(out_dir / "val_grid.png", val_images[:k], gen[:k])
+                with atomic_path(out_dir / "history.json") as tmp:
+                    tmp.write_text(json.dumps(history, indent=1) + "\n")
+                log(f"step {step}: train loss {entry['train_loss']:.4f}, held-out L1 {l1:.4f}, PSNR {db:.2f} dB")
+                g.train()
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save()
+            if stop_after is not None and done_here >= stop_after:
+                save()
+                break
+    finally:
+        bar.close()
+        train_src.close()
+    return ckpt_path
+
+
+# --- export --------------------------------------------------------------------------------------
+def export_generator_onnx(g, path, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None,
+                          extra: dict | None = None, check_n: int = 4, tol: float = 1e-4) -> tuple[Path, float]:
+    """Write G as ONNX (input ``params`` (N, P), output ``image`` (N, 3, R, R)) with metadata
+    (kind "generator", layout, channels, rig hash, config), atomically; check ONNX Runtime against
+    torch on random inputs. Returns (path, max abs difference); raises if it exceeds ``tol``."""
+    import onnx
+    import onnxruntime as ort
+
+    g = g.cpu().eval()
+    path = Path(path)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(layout.lo, layout.hi, (check_n, len(layout))).astype(np.float32))
+    meta = {"kind": "generator", **generator_meta(g.cfg, layout, rig_hash), **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.onnx.export(g, (x[:1],), str(tmp), dynamo=False, opset_version=17, input_names=["params"],
+                          output_names=["image"], dynamic_axes={"params": {0: "batch"}, "image": {0: "batch"}})
+        model = onnx.load(str(tmp))
+        for key, value in meta.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, json.dumps(value)
+        onnx.save(model, str(tmp))
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        (out,) = sess.run(None, {"params": x.numpy()})
+        with torch.no_grad():
+            ref = g(x).numpy()
+        diff = float(np.abs(out - ref).max())
+        if not diff <= tol:
+            raise RuntimeError(f"{path}: ONNX Runtime differs from torch by {diff:.3g} (> {tol:g}); not written")
+    return path, diff
+
+
+def main(args) -> int:
+    """``python -m core train-generator`` (arguments parsed in core/__main__.py)."""
+    import sys
+
+    torch.set_num_threads(args.threads)
+    manifest = read_manifest(args.pairs)
+    gcfg = GeneratorConfig(resolution=args.resolution or manifest.resolution, base_width=args.base_width,
+                           max_width=args.max_width)
+    cfg = GeneratorTrainConfig(generator=gcfg, steps=args.steps, batch=args.batch, lr=args.lr, loss=args.loss,
+                               vgg=str(Path(args.vgg).resolve()) if args.vgg else None,
+                               validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
+                               seed=args.seed)
+    from .rig import load_rig
+
+    rig_hash = load_rig(args.rig).hash
+    ckpt = train_generator(args.pairs, args.output, cfg, rig_hash=rig_hash, device=args.device,
+                           log=lambda s: print(s, file=sys.stderr), progress=not args.quiet)
+    if args.export:
+        g, state = load_generator(ckpt, rig_hash=rig_hash)
+        trained = {"steps": state["step"], "history": state["history"][-1:],
+                   "command": "python -m core " + " ".join(sys.argv[1:])}
+        path, diff = export_generator_onnx(g, args.export, rig_hash=rig_hash, extra={"trained": trained})
+        print(f"exported {path} (ONNX Runtime vs torch: max difference {diff:.2g})", file=sys.stderr)
+    return 0
