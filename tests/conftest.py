@@ -156,3 +156,11 @@ def bdfm_arm(clean_bpy):
     arm_obj, _ = build_rig(load_rig())
     clean_bpy.context.view_layer.objects.active = arm_obj
     return arm_obj
+
+
+@pytest.fixture(scope="session")
+def rig():
+    """The built-in rig (BDFM), loaded once."""
+    from core.rig import load_rig
+
+    return load_rig()

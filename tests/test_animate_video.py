@@ -15,7 +15,6 @@ from addon import video  # noqa: E402
 from addon.animate import KeyOptions  # noqa: E402
 from addon.bake import action_fcurves  # noqa: E402
 from core.layout import LAYOUT  # noqa: E402
-from core.rig import load_rig  # noqa: E402
 from core.track import TrackConfig  # noqa: E402
 from core.tracking_io import read_tracking  # noqa: E402
 
@@ -28,11 +27,6 @@ def media(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} is absent (the shared test media are not part of the project)")
     return path
-
-
-@pytest.fixture(scope="module")
-def rig():
-    return load_rig()
 
 
 @pytest.fixture

@@ -21,11 +21,6 @@ N, SIZE = 16, 64
 
 
 @pytest.fixture(scope="module")
-def rig():
-    return load_rig()
-
-
-@pytest.fixture(scope="module")
 def dataset(tmp_path_factory, rig):
     folder = tmp_path_factory.mktemp("pairs") / "ds"
     calls = []

@@ -13,7 +13,6 @@ pytest.importorskip("bpy")
 
 from addon.rig_render import RenderConfig, render_pairs  # noqa: E402
 from core.generator import GeneratorConfig  # noqa: E402
-from core.rig import load_rig  # noqa: E402
 from core.train_generator import (GeneratorTrainConfig, check_dataset, export_generator_onnx,  # noqa: E402
                                   load_generator, train_generator)
 
@@ -24,11 +23,6 @@ SMALL = GeneratorConfig(resolution=64, base_width=4, max_width=64)
 def config(**kw) -> GeneratorTrainConfig:
     base = dict(generator=SMALL, steps=12, batch=8, lr=3e-3, validate_every=4, checkpoint_every=4, seed=3)
     return GeneratorTrainConfig(**{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def rig():
-    return load_rig()
 
 
 @pytest.fixture(scope="module")
