@@ -3,6 +3,7 @@
 During development ``core`` is the top-level package at the repository root; build_addon.py
 vendors it into the extension and rewrites the imports below to relative ones.
 """
+from core.atomic import atomic_path  # noqa: F401
 from core.layout import LAYOUT, ParameterLayout  # noqa: F401
 from core.keyframes import CHANNEL_SETS, parse_gains, plan_keys, redundant_keys, scene_fps, select_channels  # noqa: F401
 from core import retarget  # noqa: F401
@@ -21,6 +22,6 @@ def tracker():
 
     return track, metrics, overlay
 
-__all__ = ["quiet_fd", "LAYOUT", "ParameterLayout", "random_performance", "scripted_performance", "tracker", "Rig", "RigSpecError", "load_rig", "pairs",
+__all__ = ["atomic_path", "quiet_fd", "LAYOUT", "ParameterLayout", "random_performance", "scripted_performance", "tracker", "Rig", "RigSpecError", "load_rig", "pairs",
            "Skinning", "LOD_FACTORS", "auto_lod", "lod_of", "CHANNEL_SETS", "parse_gains", "plan_keys",
            "redundant_keys", "scene_fps", "select_channels", "retarget", "Tracking", "read_tracking"]

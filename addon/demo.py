@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from . import contact_sheet
-from ._core import LAYOUT, scripted_performance
+from ._core import LAYOUT, atomic_path, scripted_performance
 
 CLIP_SIZE = (640, 360)
 
@@ -82,38 +82,31 @@ def render_clip(rig, perf, path: Path, progress: bool = True, engine: str = "wor
     look = {"engine": engine, "light_rotation": light_rotation, "cycles_samples": cycles_samples,
             "light_energy": light_energy}
     meta_path = path.with_suffix(".json")
-    key = _clip_key(rig, perf, look if look != DEFAULT_LOOK else {})
+    key = _clip_key(rig, perf, look)
     if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
         return path
     width, height = CLIP_SIZE
     scene, arm_obj = contact_sheet.setup_scene(rig, height)
     _set_look(scene, engine, light_rotation, cycles_samples, light_energy)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     frame_png = path.with_name(f".{path.stem}.frame.png")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), perf.fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write the clip {tmp}")
     canvas = np.empty((height, width, 3), np.uint8)
     left = (width - height) // 2
-    try:
-        for p in tqdm(perf.params, desc=f"rendering {path.name} ({engine})", unit="frame", disable=not progress):
-            img = contact_sheet.render_tile(scene, arm_obj, p, frame_png)
-            canvas[:] = img[0, 0]
-            canvas[:, left:left + height] = img
-            writer.write(canvas)
-        writer.release()
-        os.replace(tmp, path)
-    finally:
-        writer.release()
-        tmp.unlink(missing_ok=True)
-        frame_png.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), perf.fps, (width, height))
+        try:
+            if not writer.isOpened():
+                raise OSError(f"OpenCV cannot write the clip {path}")
+            for p in tqdm(perf.params, desc=f"rendering {path.name} ({engine})", unit="frame", disable=not progress):
+                img = contact_sheet.render_tile(scene, arm_obj, p, frame_png)
+                canvas[:] = img[0, 0]
+                canvas[:, left:left + height] = img
+                writer.write(canvas)
+        finally:
+            writer.release()
+            frame_png.unlink(missing_ok=True)
     meta_path.write_text(json.dumps({"key": key, "fps": perf.fps, "frames": len(perf.params),
                                      "offset_px": [left, 0], "rig_hash": rig.hash, **look}, indent=1))
     return path
-
-
-DEFAULT_LOOK = {"engine": "workbench", "light_rotation": 0.0, "cycles_samples": 16, "light_energy": 1.0}
 
 
 def beat_frames(perf) -> list[tuple[str, int]]:
@@ -127,6 +120,8 @@ def beat_frames(perf) -> list[tuple[str, int]]:
 
 
 def save_blend_atomically(path: Path) -> None:
+    # not core.atomic.atomic_path: it creates the temporary file first, and Blender saving over an
+    # existing file leaves a ".blend1" backup of it behind
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial.blend")
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True)

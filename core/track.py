@@ -182,20 +182,13 @@ def reference_row(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarra
 
 
 def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
-                layout: ParameterLayout = LAYOUT, frames: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-    """Calibration, smoothing and gain on raw parameters; returns ``(params, notes)``."""
+                layout: ParameterLayout = LAYOUT, neutral_row: int | None = None) -> tuple[np.ndarray, dict]:
+    """Calibration, smoothing and gain on raw parameters; returns ``(params, notes)``.
+    ``neutral_row``: the row of the frame the user named as neutral (see :func:`reference_row`)."""
     params = raw.copy()
     notes: dict = {"neutral": config.neutral}
     if config.neutral is not None and valid.any():
-        frame = None
-        if config.neutral != "auto":
-            frame = int(config.neutral)
-            if frames is not None:
-                hits = np.flatnonzero(frames == frame)
-                if not len(hits):
-                    raise ValueError(f"neutral frame {frame} was not processed (frames "
-                                     f"{int(frames[0])}..{int(frames[-1])}, step {config.step})")
-                frame = int(hits[0])
+        frame = None if config.neutral == "auto" else neutral_row
         baseline = neutral_baseline(params, valid, layout, frame=frame)
         params = calibrate(params, baseline, layout)
         notes["baseline"] = baseline[layout.group_slice("au")].round(4).tolist()
@@ -281,7 +274,8 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
     if ref is not None:
         raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
-    params, notes = postprocess(raw, timestamps, valid, config, layout, frames_a)
+    named = ref if config.neutral not in ("auto", None) else None
+    params, notes = postprocess(raw, timestamps, valid, config, layout, named)
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
