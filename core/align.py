@@ -113,10 +113,15 @@ def align(landmarks, reference=None):
     return apply_similarity(transform, landmarks), transform
 
 
-def crop_transform(landmarks: np.ndarray, size: int, eye_distance: float = 0.4):
+def crop_transform(landmarks, size: int, eye_distance: float = 0.4):
     """Image -> crop transform putting the template at the centre of a ``size`` px square,
-    the eyes ``eye_distance * size`` apart (numpy, one face)."""
-    a, b, tx, ty = similarity(five_points(np.asarray(landmarks, float)), template())
+    the eyes ``eye_distance * size`` apart. ``landmarks`` (..., 68, 2): numpy (one face or a
+    batch) or a torch tensor (differentiable); returns ``(a, b, tx, ty)`` of shape (...)."""
+    if isinstance(landmarks, np.ndarray) or not hasattr(landmarks, "new_tensor"):
+        landmarks, reference = np.asarray(landmarks, float), template()
+    else:
+        reference = landmarks.new_tensor(template())
+    a, b, tx, ty = similarity(five_points(landmarks), reference)
     k = eye_distance * size
     return a * k, b * k, tx * k + size / 2.0, ty * k + size / 2.0
 

@@ -298,7 +298,7 @@ SUPERVISED_WEIGHTS = {"pose": 1.0, "au": 10.0, "identity": 1.0, "brow": 0.05}
 
 
 # --- checkpoints ----------------------------------------------------------------------------
-def _identity_fields(layout: ParameterLayout, rig: Rig) -> dict:
+def model_fields(layout: ParameterLayout, rig: Rig) -> dict:
     return {"layout_version": layout.version, "channels": list(layout.names), "rig": rig.name, "rig_hash": rig.hash}
 
 
@@ -318,7 +318,7 @@ def save_weights(net, path, cfg: TrainConfig, layout: ParameterLayout = LAYOUT, 
                  extra: dict | None = None) -> Path:
     """A small checkpoint of the weights alone (no optimiser state), loadable by :func:`load_checkpoint`."""
     rig = rig or load_rig()
-    save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **_identity_fields(layout, rig),
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **model_fields(layout, rig),
                         "config": asdict(cfg), "model": net.state_dict(), **(extra or {})}, Path(path))
     return Path(path)
 
@@ -439,7 +439,7 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
 
     def save():
         save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                            **_identity_fields(layout, rig), "config": asdict(cfg), "model": net.state_dict(),
+                            **model_fields(layout, rig), "config": asdict(cfg), "model": net.state_dict(),
                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                             "generator": gen.get_state(), "step": step, "history": history}, ckpt_path)
 
@@ -538,7 +538,7 @@ def export_onnx(net, path, layout: ParameterLayout = LAYOUT, rig: Rig | None = N
                                         "has_reference": {0: "batch"}, "params": {0: "batch"}},
                           opset_version=17, dynamo=False)
         model = onnx.load(tmp)
-        meta = {"kind": "landmarks", **_identity_fields(layout, rig),
+        meta = {"kind": "landmarks", **model_fields(layout, rig),
                 "relaxed_weights": relaxed_weights(net, layout, rig), **(extra or {})}
         for key, value in meta.items():
             entry = model.metadata_props.add()
@@ -547,24 +547,29 @@ def export_onnx(net, path, layout: ParameterLayout = LAYOUT, rig: Rig | None = N
     return path
 
 
+def open_session(path: Path, threads: int = 1):
+    """(ONNX Runtime CPU session, metadata dict with JSON values) of an exported model."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no estimator model at {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ValueError(f"{path}: not a readable ONNX model ({exc})") from exc
+    raw = session.get_modelmeta().custom_metadata_map
+    return session, {k: json.loads(v) for k, v in raw.items()}
+
+
 class OnnxEstimator:
     """Runs an exported estimator through ONNX Runtime (what the tracker and the add-on use)."""
 
     def __init__(self, path=DEFAULT_ONNX, threads: int = 1, layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
-        import onnxruntime as ort
-
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"no estimator model at {self.path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ValueError(f"{self.path}: not a readable ONNX model ({exc})") from exc
-        raw = self.session.get_modelmeta().custom_metadata_map
-        self.meta = {k: json.loads(v) for k, v in raw.items()}
+        self.session, self.meta = open_session(self.path, threads)
         check_compatible(self.meta, str(self.path), layout, rig)
         self.kind = self.meta.get("kind", "landmarks")
         self.input_names = [i.name for i in self.session.get_inputs()]

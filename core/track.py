@@ -209,11 +209,68 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
     opened = open_video(video)
     # the model loads (and is checked against the rig) while the first frames are detected
     loading = concurrent.futures.ThreadPoolExecutor(1)
-    pending = loading.submit(OnnxEstimator, model, config.threads, layout)
+    pending = loading.submit(_open_estimator, model, config.threads, layout)
     try:
         return _track(video, config, progress, on_progress, should_stop, layout, opened, model, pending)
     finally:
         loading.shutdown(wait=False, cancel_futures=True)
+
+
+def model_kind(path) -> str:
+    """"landmarks" or "image": which path an exported model belongs to (its metadata's kind)."""
+    import json
+
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf's own errors
+        raise ValueError(f"{path}: not a readable ONNX model ({exc})") from exc
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return json.loads(meta.get("kind", '"landmarks"'))
+
+
+def _open_estimator(path, threads, layout):
+    if model_kind(path) == "image":
+        from .image_estimator import OnnxImageEstimator
+
+        return OnnxImageEstimator(path, threads, layout)
+    return OnnxEstimator(path, threads, layout)
+
+
+class _CropStream:
+    """The image path's side of the tracker: aligned crops of the followed face, estimated in
+    batches (so memory does not grow with the video). The first crop waits for the model, whose
+    metadata gives the crop geometry."""
+
+    def __init__(self, pending, batch: int = 32):
+        self.pending, self.batch = pending, batch
+        self.rows, self.crops, self.rolls, self.done = [], [], [], {}
+
+    def add(self, row: int, image_bgr: np.ndarray, landmarks: np.ndarray) -> None:
+        from .align import roll_degrees
+        from .faces import crop_image
+
+        est = self.pending.result()
+        crop, t = crop_image(image_bgr, landmarks, est.crop_size, est.eye_distance)
+        self.rows.append(row)
+        self.crops.append(crop[:, :, ::-1])
+        self.rolls.append(float(roll_degrees(t)))
+        if len(self.crops) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.crops:
+            out = self.pending.result()(np.stack(self.crops), np.asarray(self.rolls))
+            self.done.update(zip(self.rows, out))
+            self.rows, self.crops, self.rolls = [], [], []
+
+    def result(self, n: int, layout: ParameterLayout) -> np.ndarray:
+        self.flush()
+        raw = np.full((n, len(layout)), np.nan)
+        for row, params in self.done.items():
+            raw[row] = layout.clamp(params)
+        return raw
 
 
 def _track(video, config, progress, on_progress, should_stop, layout, opened, model, pending) -> Tracking:
@@ -236,6 +293,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
                    f"central one")
         (tqdm.write if progress else print)(message, file=sys.stderr)
     # one face in view: the backend may track it alone (fastest); several: it must report them all
+    stream = _CropStream(pending) if model_kind(model) == "image" else None
     with open_backend(config.backend, video=True, max_faces=1 if crowd <= 1 else 4) as backend:
         started = time.perf_counter()  # the frames' time: decoding, detection (start-up excluded)
         for index, image in itertools.chain([first], frames_in):
@@ -255,6 +313,8 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
                 previous, last_seen = face, index
                 conf.append(float(face.confidence))
                 lms.append(np.asarray(face.landmarks, float))
+                if stream is not None:
+                    stream.add(len(frames) - 1, image, lms[-1])
             bar.update(1)
             if on_progress:
                 on_progress(len(frames), total)
@@ -268,12 +328,13 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     timestamps = frames_a / fps
     estimator = pending.result()
-    if estimator.kind != "landmarks":
-        raise ValueError(f"{model}: a {estimator.kind!r} model; the tracker's landmark path needs a landmark model")
-    raw = estimate(estimator, landmarks, valid, layout=layout)
-    ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
-    if ref is not None:
-        raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
+    if stream is not None:  # the image path: F_seg + R on aligned crops, no reference frame
+        raw, ref = stream.result(len(frames_a), layout), None
+    else:
+        raw = estimate(estimator, landmarks, valid, layout=layout)
+        ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
+        if ref is not None:
+            raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
     named = ref if config.neutral not in ("auto", None) else None
     params, notes = postprocess(raw, timestamps, valid, config, layout, named)
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])

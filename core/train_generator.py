@@ -46,6 +46,7 @@ class GeneratorTrainConfig:
     steps: int = 20000
     batch: int = 16
     lr: float = 2e-4
+    lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay; 1 = constant)
     betas: tuple = (0.5, 0.999)
     loss: str = "l1_ssim"  # or "vgg16" (needs vgg)
     vgg: str | None = None  # torchvision-format VGG16 state dict, for loss "vgg16"
@@ -62,6 +63,8 @@ class GeneratorTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not 0 < self.lr_final <= 1:
+            raise ValueError(f"lr_final must be in (0, 1], got {self.lr_final!r}")
         if self.loss not in ImageLoss.MODES:
             raise ValueError(f"loss must be one of {ImageLoss.MODES}, got {self.loss!r}")
         if self.loss == "vgg16" and not self.vgg:
@@ -69,6 +72,12 @@ class GeneratorTrainConfig:
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
+
+
+def learning_rate(cfg: GeneratorTrainConfig, step: int) -> float:
+    """Learning rate of step ``step`` (0-based): cosine from ``lr`` down to ``lr * lr_final``."""
+    t = min(step, cfg.steps) / cfg.steps
+    return cfg.lr * (cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + np.cos(np.pi * t)))
 
 
 def config_from_dict(d: dict) -> GeneratorTrainConfig:
@@ -120,7 +129,7 @@ class _Images:
         self.pool.shutdown()
 
 
-class _Order:
+class Order:
     """Shuffled passes over n items from a numpy Generator; its state is checkpointed."""
 
     def __init__(self, n: int, seed: int):
@@ -186,8 +195,17 @@ def _read_checkpoint(path) -> dict:
     return read_checkpoint(path, CHECKPOINT_FORMAT, "generator")
 
 
+def save_generator(g, path, rig_hash: str | None, layout: ParameterLayout = LAYOUT, extra: dict | None = None) -> Path:
+    """G's weights alone (no optimiser state) in the checkpoint format :func:`load_generator`
+    reads: what the project ships and what the image path loads."""
+    return save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                            "meta": generator_meta(g.cfg, layout, rig_hash),
+                            "model": {k: v.detach().cpu() for k, v in g.state_dict().items()}, **(extra or {})}, path)
+
+
 def load_generator(path, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None):
-    """(G on the CPU, checkpoint dict) from a training checkpoint, checked against layout and rig."""
+    """(G on the CPU, checkpoint dict) from a training checkpoint or :func:`save_generator`'s
+    file, checked against layout and rig."""
     ckpt = _read_checkpoint(path)
     check_meta(ckpt["meta"], layout, rig_hash, where=str(path))
     g = build_generator(GeneratorConfig(**ckpt["meta"]["config"]), layout)
@@ -238,7 +256,7 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         g = build_generator(cfg.generator, layout)
-    order = _Order(len(train_ds), cfg.seed)
+    order = Order(len(train_ds), cfg.seed)
     step, history = 0, []
     ckpt = None
     if ckpt_path.is_file():
@@ -281,6 +299,8 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
     try:
         while step < cfg.steps:
             params, images = train_src.batch(order.take(cfg.batch))
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
             loss = loss_fn(g(params.to(dev)), images.to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -353,7 +373,8 @@ def main(args) -> int:
     manifest = read_manifest(args.pairs)
     gcfg = GeneratorConfig(resolution=args.resolution or manifest.resolution, base_width=args.base_width,
                            max_width=args.max_width)
-    cfg = GeneratorTrainConfig(generator=gcfg, steps=args.steps, batch=args.batch, lr=args.lr, loss=args.loss,
+    cfg = GeneratorTrainConfig(generator=gcfg, steps=args.steps, batch=args.batch, lr=args.lr,
+                               lr_final=args.lr_final, loss=args.loss,
                                vgg=str(Path(args.vgg).resolve()) if args.vgg else None,
                                validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
                                seed=args.seed)

@@ -1,0 +1,102 @@
+"""The image path as one ONNX model: F_seg + R, consumed by the tracker like the landmark model.
+
+Input ``crops`` (N, 3, S, S) float32 RGB in [0, 1], five-point aligned (``core.faces``, S and
+the eye distance are in the metadata); output ``params`` (N, P) in the shared layout with the
+roll as a residual of the alignment (the tracker adds the alignment's roll back, see
+``full_pose``). Metadata: kind "image", layout, channels, rig and its
+hash, crop size and eye distance, and what the caller adds (training record).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path
+from .estimator import check_compatible, model_fields, open_session
+from .layout import LAYOUT, ParameterLayout
+
+
+def full_pose(pred: np.ndarray, roll, layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """Estimates in the image's frame: the alignment's roll (degrees, (N,)) plus the residual."""
+    out = np.array(pred, dtype=np.float64, copy=True)
+    r = layout.names.index("pose_roll")
+    out[:, r] = out[:, r] + np.asarray(roll, np.float64)
+    return out
+
+
+class ImageModel(torch.nn.Module):
+    """Crops -> parameters (the exported graph): frozen F_seg then R."""
+
+    def __init__(self, parser, regressor):
+        super().__init__()
+        self.parser, self.regressor = parser.eval(), regressor.eval()
+
+    def forward(self, crops):
+        f = self.parser.features(crops)
+        return self.regressor(f.f_gb, f.regions)
+
+
+def export_image_estimator(objective, path, layout: ParameterLayout = LAYOUT, extra: dict | None = None,
+                           check_n: int = 4, tol: float = 1e-4) -> tuple[Path, float]:
+    """Write F_seg + R of a trained objective (``core.chain.Objective``) as one ONNX model,
+    atomically, after checking ONNX Runtime against torch on random crops; returns
+    (path, max abs difference) and raises when it exceeds ``tol``."""
+    import onnx
+    import onnxruntime as ort
+
+    chain = objective.chain
+    model = ImageModel(chain.parser, objective.regressor).cpu().eval()
+    s = chain.size
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 1, (check_n, 3, s, s)).astype(np.float32))
+    meta = {"kind": "image", **model_fields(layout, chain.rig), "crop_size": s, "eye_distance": chain.eye_distance,
+            **(extra or {})}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(model, (x[:2],), str(tmp), dynamo=False, opset_version=17, input_names=["crops"],
+                          output_names=["params"], dynamic_axes={"crops": {0: "batch"}, "params": {0: "batch"}})
+        proto = onnx.load(str(tmp))
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, json.dumps(value)
+        onnx.save(proto, str(tmp))
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        (out,) = sess.run(None, {"crops": x.numpy()})
+        with torch.no_grad():
+            ref = model(x).numpy()
+        diff = float(np.abs(out - ref).max())
+        if not diff <= tol:
+            raise RuntimeError(f"{path}: ONNX Runtime differs from torch by {diff:.3g} (> {tol:g}); not written")
+    return path, diff
+
+
+class OnnxImageEstimator:
+    """Runs an exported image-path model through ONNX Runtime."""
+
+    kind = "image"
+
+    def __init__(self, path, threads: int = 1, layout: ParameterLayout = LAYOUT, rig=None):
+        self.path = Path(path)
+        self.session, self.meta = open_session(self.path, threads)
+        check_compatible(self.meta, str(self.path), layout, rig)
+        if self.meta.get("kind") != "image":
+            raise ValueError(f"{self.path}: a {self.meta.get('kind', 'landmarks')!r} model, not an image-path model")
+        self.crop_size = int(self.meta["crop_size"])
+        self.eye_distance = float(self.meta["eye_distance"])
+        self.layout = layout
+
+    def __call__(self, crops: np.ndarray, roll: np.ndarray | None = None, batch: int = 32) -> np.ndarray:
+        """Parameters (N, P) for aligned crops (N, S, S, 3) uint8 RGB; ``roll`` (N,) the alignment's
+        roll in degrees, added back to the residual the model predicts."""
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1:] != (self.crop_size, self.crop_size, 3):
+            raise ValueError(f"{self.path}: crops must be (N, {self.crop_size}, {self.crop_size}, 3), "
+                             f"got {crops.shape}")
+        outs = []
+        for i in range(0, len(crops), batch):
+            x = np.ascontiguousarray(crops[i:i + batch].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+            outs.append(self.session.run(None, {"crops": x})[0])
+        out = np.concatenate(outs) if outs else np.zeros((0, len(self.layout)))
+        return full_pose(out, np.zeros(len(out)) if roll is None else roll, self.layout)
