@@ -33,7 +33,7 @@ CORE_RUNTIME = ("__init__.py", "layout.py", "rig.py", "rigspec.py", "performance
                 "retarget.py")
 # what the tracker adds to CORE_RUNTIME (bundled only with --wheels: it needs the wheels)
 TRACKER_RUNTIME = ("track.py", "estimator.py", "landmarks.py", "align.py", "overlay.py", "metrics.py",
-                   "data/mediapipe68.json", "models/landmarks.onnx")
+                   "checkpoints.py", "faces.py", "data/mediapipe68.json", "models/landmarks.onnx")
 # the wheels the tracker imports at run time: never numpy (Blender ships it), never torch
 TRACKER_WHEELS = ("onnxruntime==1.20.1", "opencv-python-headless==4.11.0.86", "mediapipe==0.10.21",
                   "absl-py==2.5.1", "attrs==26.1.0", "flatbuffers==25.12.19", "protobuf==4.25.5",

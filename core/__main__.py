@@ -268,7 +268,7 @@ def main(argv=None) -> int:
 
     if args.command == "eval-image":
         from .faces import FaceCrops
-        from .image_estimator import OnnxImageEstimator
+        from .estimator import OnnxImageEstimator
         from .metrics import au_report, format_report
 
         crops = FaceCrops.load(args.crops)

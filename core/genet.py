@@ -110,7 +110,7 @@ def main(args) -> int:
     """``python -m core fit`` (arguments parsed in core/__main__.py)."""
     from .atomic import atomic_path
     from .faces import FaceCrops
-    from .image_estimator import full_pose
+    from .estimator import full_pose
     from .metrics import au_report, format_report
     from .train_regressor import load_trained
 

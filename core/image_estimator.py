@@ -3,7 +3,7 @@
 Input ``crops`` (N, 3, S, S) float32 RGB in [0, 1], five-point aligned (``core.faces``, S and
 the eye distance are in the metadata); output ``params`` (N, P) in the shared layout with the
 roll as a residual of the alignment (the tracker adds the alignment's roll back, see
-``full_pose``). Metadata: kind "image", layout, channels, rig and its
+``core.estimator.full_pose``). Metadata: kind "image", layout, channels, rig and its
 hash, crop size and eye distance, and what the caller adds (training record).
 """
 from __future__ import annotations
@@ -15,16 +15,8 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
-from .estimator import check_compatible, model_fields, open_session
+from .estimator import model_fields
 from .layout import LAYOUT, ParameterLayout
-
-
-def full_pose(pred: np.ndarray, roll, layout: ParameterLayout = LAYOUT) -> np.ndarray:
-    """Estimates in the image's frame: the alignment's roll (degrees, (N,)) plus the residual."""
-    out = np.array(pred, dtype=np.float64, copy=True)
-    r = layout.names.index("pose_roll")
-    out[:, r] = out[:, r] + np.asarray(roll, np.float64)
-    return out
 
 
 class ImageModel(torch.nn.Module):
@@ -70,33 +62,3 @@ def export_image_estimator(objective, path, layout: ParameterLayout = LAYOUT, ex
         if not diff <= tol:
             raise RuntimeError(f"{path}: ONNX Runtime differs from torch by {diff:.3g} (> {tol:g}); not written")
     return path, diff
-
-
-class OnnxImageEstimator:
-    """Runs an exported image-path model through ONNX Runtime."""
-
-    kind = "image"
-
-    def __init__(self, path, threads: int = 1, layout: ParameterLayout = LAYOUT, rig=None):
-        self.path = Path(path)
-        self.session, self.meta = open_session(self.path, threads)
-        check_compatible(self.meta, str(self.path), layout, rig)
-        if self.meta.get("kind") != "image":
-            raise ValueError(f"{self.path}: a {self.meta.get('kind', 'landmarks')!r} model, not an image-path model")
-        self.crop_size = int(self.meta["crop_size"])
-        self.eye_distance = float(self.meta["eye_distance"])
-        self.layout = layout
-
-    def __call__(self, crops: np.ndarray, roll: np.ndarray | None = None, batch: int = 32) -> np.ndarray:
-        """Parameters (N, P) for aligned crops (N, S, S, 3) uint8 RGB; ``roll`` (N,) the alignment's
-        roll in degrees, added back to the residual the model predicts."""
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1:] != (self.crop_size, self.crop_size, 3):
-            raise ValueError(f"{self.path}: crops must be (N, {self.crop_size}, {self.crop_size}, 3), "
-                             f"got {crops.shape}")
-        outs = []
-        for i in range(0, len(crops), batch):
-            x = np.ascontiguousarray(crops[i:i + batch].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
-            outs.append(self.session.run(None, {"crops": x})[0])
-        out = np.concatenate(outs) if outs else np.zeros((0, len(self.layout)))
-        return full_pose(out, np.zeros(len(out)) if roll is None else roll, self.layout)

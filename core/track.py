@@ -218,24 +218,15 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
 
 def model_kind(path) -> str:
     """"landmarks" or "image": which path an exported model belongs to (its metadata's kind)."""
-    import json
+    from .estimator import onnx_metadata
 
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf's own errors
-        raise ValueError(f"{path}: not a readable ONNX model ({exc})") from exc
-    meta = {p.key: p.value for p in proto.metadata_props}
-    return json.loads(meta.get("kind", '"landmarks"'))
+    return onnx_metadata(path).get("kind", "landmarks")
 
 
 def _open_estimator(path, threads, layout):
-    if model_kind(path) == "image":
-        from .image_estimator import OnnxImageEstimator
+    from .estimator import OnnxImageEstimator
 
-        return OnnxImageEstimator(path, threads, layout)
-    return OnnxEstimator(path, threads, layout)
+    return (OnnxImageEstimator if model_kind(path) == "image" else OnnxEstimator)(path, threads, layout)
 
 
 class _CropStream:

@@ -28,7 +28,7 @@ import torch
 from .atomic import atomic_path
 from .chain import TERMS, LossWeights, Objective, RenderChain
 from .checkpoints import read_checkpoint, save_checkpoint
-from .image_estimator import full_pose
+from .estimator import full_pose
 from .layout import LAYOUT, ParameterLayout
 from .regressor import Regressor, RegressorConfig, region_channels
 from .train_generator import Order, write_grid

@@ -223,3 +223,22 @@ def test_a_missing_wheel_names_the_package_and_platform(tmp_path, monkeypatch):
     with pytest.raises(build_addon.BuildError, match=r"no wheel of onnxruntime==1\.20\.1 for windows-x64"):
         build_addon.download_wheels("windows-x64", cache=tmp_path)
     assert "--only-binary=:all:" in calls[0] and "win_amd64" in calls[0] and "--no-deps" in calls[0]
+
+
+def test_vendored_modules_import_only_each_other_at_module_level():
+    """Every module the extension vendors finds the core modules it imports at load time in the
+    bundle too (imports inside functions are the optional, torch-side paths)."""
+    import ast
+
+    bundled = {n for n in build_addon.CORE_RUNTIME + build_addon.TRACKER_RUNTIME if n.endswith(".py")}
+    for name in sorted(bundled):
+        tree = ast.parse((build_addon.ROOT / "core" / name).read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                target = f"{node.module}.py" if node.module else None
+                names = [target] if target else [f"{a.name}.py" for a in node.names]
+                for t in names:
+                    assert t in bundled, f"core/{name} imports core/{t} at module level, which is not bundled"
+            if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert not any(m.split(".")[0] == "torch" for m in mods), f"core/{name} imports torch at load time"

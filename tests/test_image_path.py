@@ -243,7 +243,8 @@ def test_genet_fit_lowers_content_loss(chain):
 
 
 def test_onnx_export_matches_torch_and_tracker_estimator(nets, chain, tmp_path):
-    from core.image_estimator import OnnxImageEstimator, export_image_estimator
+    from core.estimator import OnnxImageEstimator
+    from core.image_estimator import export_image_estimator
 
     torch.manual_seed(3)
     r = Regressor(region_channels(chain.parser), RegressorConfig(crop_size=SIZE)).eval()
@@ -264,8 +265,7 @@ def test_onnx_export_matches_torch_and_tracker_estimator(nets, chain, tmp_path):
 
 
 def test_image_model_refused_where_a_landmark_model_is_expected(tmp_path):
-    from core.estimator import DEFAULT_ONNX
-    from core.image_estimator import OnnxImageEstimator
+    from core.estimator import DEFAULT_ONNX, OnnxImageEstimator
 
     with pytest.raises(ValueError, match="not an image-path model"):
         OnnxImageEstimator(DEFAULT_ONNX)

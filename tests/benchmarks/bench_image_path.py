@@ -26,7 +26,8 @@ import torch  # noqa: E402
 from core.chain import LossWeights, Objective, RenderChain  # noqa: E402
 from core.face_parser import FaceParser  # noqa: E402
 from core.generator import GeneratorConfig, build_generator  # noqa: E402
-from core.image_estimator import OnnxImageEstimator, export_image_estimator  # noqa: E402
+from core.estimator import OnnxImageEstimator  # noqa: E402
+from core.image_estimator import export_image_estimator  # noqa: E402
 from core.layout import LAYOUT  # noqa: E402
 from core.regressor import Regressor, RegressorConfig, region_channels  # noqa: E402
 from core.rig import load_rig  # noqa: E402
