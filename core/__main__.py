@@ -6,7 +6,7 @@
                                                      [--export core/models/landmarks.onnx]
     python -m core train-generator PAIRS_DIR -o RUN_DIR [--steps 20000] [--batch 16] [--loss l1_ssim|vgg16 --vgg P]
                                                         [--device cpu|cuda|auto] [--export G.onnx]
-    python -m core train-regressor CROPS.npz -o RUN_DIR --generator G.pt --parser F_SEG.pt [--val VAL.npz]
+    python -m core train-regressor FACES... -o RUN_DIR --generator G.pt --parser F_SEG.pt [--val VAL.npz]
                                    [--w-identity 0.1 ...] [--export IMAGE.onnx]
     python -m core fit CROPS.npz -o OUT.npz --run RUN_DIR/checkpoint.pt [--iterations 100]
     python -m core eval-landmarks [--model M.onnx] [--n 2000] [--jitter 0.0]
@@ -102,8 +102,9 @@ def _parser() -> argparse.ArgumentParser:
 
     rr = commands.add_parser("train-regressor", help="train the image path's regressor R on unlabeled face crops "
                                                      "(the paper's five losses; G and F_seg frozen)")
-    rr.add_argument("crops", nargs="+", help="face crops files (python -m core faces); their parameters, if any, "
-                                             "are not used")
+    rr.add_argument("crops", nargs="+", metavar="FACES",
+                    help="unlabeled faces: image folders, images, videos, or crops files (python -m core faces); "
+                         "known parameters in crops files are not used")
     rr.add_argument("-o", "--output", required=True, help="run folder: checkpoint.pt, val_grid.png, history.json")
     rr.add_argument("--generator", required=True, help="trained G (a train-generator checkpoint)")
     rr.add_argument("--parser", required=True, help="F_seg weights (train-parser export or the public checkpoint)")

@@ -1,14 +1,15 @@
 """Unsupervised training of the regressor R on unlabeled faces (paper §2.5, §3.2).
 
-    python -m core train-regressor CROPS.npz [...] -o RUN_DIR --generator G.pt --parser F_SEG.pt
+    python -m core train-regressor FACES... -o RUN_DIR --generator G.pt --parser F_SEG.pt
                                    [--embedder auto|dlib|lightcnn|none] [--embedder-path P]
                                    [--val VAL.npz] [--steps N] [--batch B] [--lr LR]
                                    [--w-identity 0.1 --w-parameter 0.1 --w-loopback 0.1 --w-adversarial 0.1]
                                    [--export MODEL.onnx]
 
-Inputs are aligned face crops (``core.faces``: ``python -m core faces`` makes them from image
-folders and videos, or from a pairs dataset's renders). Known parameters in a crops file are
-never used for training; in the ``--val`` file they are used to report AU ICC(3,1) / MAE (FACS
+Inputs are unlabeled faces: folders of images, image files and videos (faces are detected and
+five-point aligned once, cached in ``RUN_DIR/faces.npz``), or aligned-crops files made by
+``python -m core faces`` (also from a pairs dataset's renders). Known parameters in a crops file
+are never used for training; in the ``--val`` file they are used to report AU ICC(3,1) / MAE (FACS
 0-5) and pose error. G and F_seg (and F_reg) are frozen; only R learns (``core.chain``).
 
 ``RUN_DIR/checkpoint.pt`` holds R, the optimiser, the step, the history, the RNG states and the
@@ -118,16 +119,31 @@ def build_regressor(chain: RenderChain, cfg: RegressorConfig, layout: ParameterL
 
 
 # --- data ------------------------------------------------------------------------------------
-def load_crops(paths):
-    """One FaceCrops of all files (errors name the file)."""
-    from .faces import FaceCrops
+def load_crops(paths, cache=None, size: int | None = None, eye_distance: float | None = None, log=print):
+    """One FaceCrops of all inputs: crops files (.npz, ``python -m core faces``) as they are;
+    images, folders of images and videos are detected and aligned (``core.faces.collect_faces``)
+    once, into ``cache`` (reused when it exists). Errors name the file."""
+    from .faces import CROP_SIZE, EYE_DISTANCE, FaceCrops, collect_faces
 
-    parts = [FaceCrops.load(p) for p in paths]
-    if not parts:
-        raise ValueError("no crops files given")
-    sizes = {p.crops.shape[1] for p in parts}
-    if len(sizes) > 1:
-        raise ValueError(f"crops of different sizes {sorted(sizes)} in {', '.join(map(str, paths))}")
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no face crops, images or videos given")
+    parts = [FaceCrops.load(p) for p in paths if p.suffix == ".npz"]
+    media = [p for p in paths if p.suffix != ".npz"]
+    if media:
+        if cache is not None and Path(cache).is_file():
+            parts.append(FaceCrops.load(cache))
+        else:
+            found = collect_faces(media, size=size or CROP_SIZE, eye_distance=eye_distance or EYE_DISTANCE,
+                                  labels=False)
+            log(f"{len(found)} faces found in {', '.join(map(str, media))}")
+            if cache is not None:
+                found.save(cache)
+            parts.append(found)
+    sizes = {p.size for p in parts}
+    if len(sizes) > 1 or (size and sizes != {size}):
+        raise ValueError(f"crops of {sorted(sizes)} px in {', '.join(map(str, paths))}"
+                         + (f"; the chain needs {size} px" if size else ""))
     return parts[0] if len(parts) == 1 else FaceCrops.concat(parts)
 
 
@@ -205,8 +221,9 @@ def train_regressor(crops_paths, out_dir, generator_path, parser_path, cfg: Regr
             raise ValueError("embedder 'none' with an identity weight > 0: set --w-identity 0 to train without it")
     elif cfg.embedder != "none":
         log("identity loss off (weight 0): no face embedder used")
-    train = load_crops(crops_paths)
-    val = load_crops([val_path]) if val_path else train.subset(np.arange(min(len(train), cfg.val_max)))
+    train = load_crops(crops_paths, out_dir / "faces.npz", chain.size, chain.eye_distance, log)
+    val = (load_crops([val_path], out_dir / "val_faces.npz", chain.size, chain.eye_distance, log) if val_path
+           else train.subset(np.arange(min(len(train), cfg.val_max))))
     if len(train) < cfg.batch:
         raise ValueError(f"{len(train)} training crops, fewer than one batch of {cfg.batch}")
     meta = {"layout_version": layout.version, "channels": list(layout.names), "rig_hash": chain.rig.hash,

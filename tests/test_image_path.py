@@ -291,3 +291,21 @@ def test_tracker_runs_an_image_model(nets, chain, tmp_path):
     # the roll is the alignment's plus the model's residual: the man's head is tilted a few degrees
     roll = tracking.params[:, LAYOUT.names.index("pose_roll")]
     assert np.ptp(roll) > 0.1
+
+
+def test_unlabeled_videos_are_detected_aligned_and_cached(tmp_path):
+    from pathlib import Path
+
+    from core.train_regressor import load_crops
+
+    video = Path(__file__).resolve().parents[2] / "shared" / "media" / "single_face.mp4"
+    if not video.is_file():
+        pytest.skip(f"{video} is absent (the shared test media are not part of the project)")
+    said = []
+    crops = load_crops([video], tmp_path / "faces.npz", SIZE, 0.3, said.append)
+    assert len(crops) == 72 and crops.size == SIZE and crops.params is None
+    assert (tmp_path / "faces.npz").is_file() and "72 faces found" in said[0]
+    again = load_crops([video], tmp_path / "faces.npz", SIZE, 0.3, said.append)
+    assert len(said) == 1 and np.array_equal(again.crops, crops.crops)  # the cache, not a new detection
+    with pytest.raises(ValueError, match="the chain needs 128 px"):
+        load_crops([tmp_path / "faces.npz"], size=128)
