@@ -31,3 +31,12 @@ def read_checkpoint(path, fmt: str, what: str) -> dict:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: not an au2rig {what} checkpoint (format field {found!r})")
     return ckpt
+
+
+def refuse_other_config(path, saved: dict, current: dict) -> None:
+    """A resumed run must use the configuration it started with: raise, naming the fields that
+    differ, when the checkpoint at ``path`` was made with another."""
+    if saved != current:
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise ValueError(f"{path}: a checkpoint of a different training configuration is in the way "
+                         f"({', '.join(diff)} differ); use another run folder or delete it")

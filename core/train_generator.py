@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
-from .checkpoints import read_checkpoint, save_checkpoint
+from .checkpoints import read_checkpoint, refuse_other_config, save_checkpoint
 from .generator import GeneratorConfig, build_generator, check_meta, generator_meta
 from .layout import LAYOUT, ParameterLayout
 from .pairs import PairsDataset, read_manifest
@@ -261,10 +261,7 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
     ckpt = None
     if ckpt_path.is_file():
         ckpt = _read_checkpoint(ckpt_path)
-        if ckpt["config"] != cfg.to_dict():
-            diff = sorted(k for k in cfg.to_dict() if ckpt["config"].get(k) != cfg.to_dict()[k])
-            raise ValueError(f"{ckpt_path}: a checkpoint of a different training configuration is in the way "
-                             f"({', '.join(diff)} differ); use another run folder or delete it")
+        refuse_other_config(ckpt_path, ckpt["config"], cfg.to_dict())
         check_meta(ckpt["meta"], layout, rig_hash, where=str(ckpt_path))
         if ckpt["meta"] != meta:
             raise ValueError(f"{ckpt_path}: made on another dataset ({ckpt['meta'].get('dataset')} vs "
@@ -339,30 +336,12 @@ def export_generator_onnx(g, path, layout: ParameterLayout = LAYOUT, rig_hash: s
     """Write G as ONNX (input ``params`` (N, P), output ``image`` (N, 3, R, R)) with metadata
     (kind "generator", layout, channels, rig hash, config), atomically; check ONNX Runtime against
     torch on random inputs. Returns (path, max abs difference); raises if it exceeds ``tol``."""
-    import onnx
-    import onnxruntime as ort
+    from .onnx_export import export_checked
 
-    g = g.cpu().eval()
-    path = Path(path)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.uniform(layout.lo, layout.hi, (check_n, len(layout))).astype(np.float32))
     meta = {"kind": "generator", **generator_meta(g.cfg, layout, rig_hash), **(extra or {})}
-    with atomic_path(path) as tmp:
-        torch.onnx.export(g, (x[:1],), str(tmp), dynamo=False, opset_version=17, input_names=["params"],
-                          output_names=["image"], dynamic_axes={"params": {0: "batch"}, "image": {0: "batch"}})
-        model = onnx.load(str(tmp))
-        for key, value in meta.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, json.dumps(value)
-        onnx.save(model, str(tmp))
-        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        (out,) = sess.run(None, {"params": x.numpy()})
-        with torch.no_grad():
-            ref = g(x).numpy()
-        diff = float(np.abs(out - ref).max())
-        if not diff <= tol:
-            raise RuntimeError(f"{path}: ONNX Runtime differs from torch by {diff:.3g} (> {tol:g}); not written")
-    return path, diff
+    return export_checked(g, (x,), path, ("params",), ("image",), meta, tol)
 
 
 def main(args) -> int:

@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_path
-from .checkpoints import read_checkpoint, save_checkpoint
+from .checkpoints import read_checkpoint, refuse_other_config, save_checkpoint
 from .face_parser import CLASS_INDEX, CLASSES, FaceParser, colorize
 from .faces import FaceCrops
+from .train_generator import Order
 
 CHECKPOINT_FORMAT = "au2rig-parser-training"
 CHECKPOINT_VERSION = 1
@@ -180,31 +181,6 @@ def split_crops(sets: dict, val_fraction: float, seed: int) -> tuple[dict, dict]
             val[kind] = s.take(np.sort(perm[:n_val]))
         train[kind] = s.take(np.sort(perm[n_val:]))
     return train, val
-
-
-class _Order:
-    """Shuffled passes over n items from a numpy Generator; its state is checkpointed."""
-
-    def __init__(self, n: int, seed):
-        self.n, self.rng = n, np.random.default_rng(seed)
-        self.perm, self.pos = self.rng.permutation(n), 0
-
-    def take(self, b: int) -> np.ndarray:
-        out = []
-        while len(out) < b:
-            if self.pos >= self.n:
-                self.perm, self.pos = self.rng.permutation(self.n), 0
-            k = min(b - len(out), self.n - self.pos)
-            out.extend(self.perm[self.pos:self.pos + k].tolist())
-            self.pos += k
-        return np.asarray(out, int)
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "perm": self.perm.copy(), "pos": self.pos}
-
-    def load(self, s: dict) -> None:
-        self.rng.bit_generator.state = s["rng"]
-        self.perm, self.pos = np.asarray(s["perm"]), int(s["pos"])
 
 
 def real_count(cfg: ParserTrainConfig, step: int) -> int:
@@ -388,11 +364,7 @@ def train_parser(crops, out_dir, cfg: ParserTrainConfig | None = None, *, device
     ckpt = None
     if ckpt_path.is_file():
         ckpt = _read_checkpoint(ckpt_path)
-        if ckpt["config"] != cfg.to_dict():
-            want = cfg.to_dict()
-            diff = sorted(k for k in set(want) | set(ckpt["config"]) if ckpt["config"].get(k) != want.get(k))
-            raise ValueError(f"{ckpt_path}: a checkpoint of a different training configuration is in the way "
-                             f"({', '.join(diff)} differ); use another run folder or delete it")
+        refuse_other_config(ckpt_path, ckpt["config"], cfg.to_dict())
         if ckpt["meta"] != meta:
             diff = sorted(k for k in meta if ckpt["meta"].get(k) != meta[k])
             raise ValueError(f"{ckpt_path}: made on other crops ({', '.join(diff)} differ: "
@@ -407,7 +379,7 @@ def train_parser(crops, out_dir, cfg: ParserTrainConfig | None = None, *, device
     model.to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     kinds = [k for k in KINDS if k in train and len(train[k])]
-    orders = {k: _Order(len(train[k]), [cfg.seed, KINDS.index(k), 2]) for k in kinds}
+    orders = {k: Order(len(train[k]), [cfg.seed, KINDS.index(k), 2]) for k in kinds}
     aug_rng = np.random.default_rng([cfg.seed, 3])
     step, history, running = 0, [], []
     if ckpt is not None:

@@ -28,7 +28,7 @@ import torch
 
 from .atomic import atomic_path
 from .chain import TERMS, LossWeights, Objective, RenderChain
-from .checkpoints import read_checkpoint, save_checkpoint
+from .checkpoints import read_checkpoint, refuse_other_config, save_checkpoint
 from .estimator import full_pose
 from .layout import LAYOUT, ParameterLayout
 from .regressor import Regressor, RegressorConfig, region_channels
@@ -241,10 +241,7 @@ def train_regressor(crops_paths, out_dir, generator_path, parser_path, cfg: Regr
     step, history, ckpt = 0, [], None
     if ckpt_path.is_file():
         ckpt = read_regressor_checkpoint(ckpt_path)
-        if ckpt["config"] != cfg.to_dict():
-            diff = sorted(k for k in cfg.to_dict() if ckpt["config"].get(k) != cfg.to_dict()[k])
-            raise ValueError(f"{ckpt_path}: a checkpoint of a different training configuration is in the way "
-                             f"({', '.join(diff)} differ); use another run folder or delete it")
+        refuse_other_config(ckpt_path, ckpt["config"], cfg.to_dict())
         for key in ("layout_version", "channels", "rig_hash", "generator", "parser", "train_count"):
             if ckpt["meta"].get(key) != meta[key]:
                 raise ValueError(f"{ckpt_path}: made with another {key.replace('_', ' ')} "
