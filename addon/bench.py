@@ -193,6 +193,7 @@ def row_render(p: dict, state: dict) -> Row:
     note = f"{real['rate'] / r['naive']:.2f}x (steady {real['steady'] / r['naive']:.2f}x)"
     if not real["report"].ok:
         note += "; dataset verify FAILED"
+    state["render_steady"] = real["steady"]
     return Row("", f"render-pairs {real['rate']:.1f} pairs/s at {RENDER_SIZE} px ({real['count']} pairs, "
                    f"{r['workers']} workers, LOD {real['lod']}, start-up included; steady {real['steady']:.1f})",
                f"naive loop {r['naive']:.1f} pairs/s ({p['naive_pairs']} pairs, 1 process, full mesh)", note,
@@ -249,31 +250,54 @@ def row_recovery(p: dict, state: dict, out_dir: Path, engine: str, progress: boo
     return _recovery_row(result[engine], engine, seconds)
 
 
-GENERATOR_ONNX = ROOT / "core" / "models" / "generator.onnx"  # what `train-generator --export` would ship
+GENERATOR_PT = ROOT / "core" / "models" / "generator.pt"  # the trained G the project ships
 
 
 def row_image_path(p: dict, state: dict) -> Row:
-    """The image path: the trained generator's speed when one is shipped; the image estimator
-    (F_seg + R) is not built yet, and the row says so."""
-    if not GENERATOR_ONNX.is_file():
-        raise Unavailable("image path not built: no trained generator (core/models/generator.onnx), "
-                          "no image estimator")
+    """The image path: the shipped G's images/s (torch, CPU) against the rig's own render speed
+    (row 2), and F_seg + R faces/s through ONNX Runtime (the architecture's speed)."""
+    if not GENERATOR_PT.is_file():
+        raise Unavailable(f"no trained generator at {GENERATOR_PT}")
+    import tempfile
     import time
 
-    import onnxruntime as ort
+    import torch
 
-    from ._core import LAYOUT
+    from core.chain import LossWeights, Objective, RenderChain
+    from core.estimator import OnnxImageEstimator
+    from core.face_parser import FaceParser
+    from core.image_estimator import export_image_estimator
+    from core.regressor import Regressor, RegressorConfig, region_channels
+    from core.train_generator import load_generator
 
-    session = ort.InferenceSession(str(GENERATOR_ONNX), providers=["CPUExecutionProvider"])
-    x = LAYOUT.neutral(32).astype(np.float32)
-    name = session.get_inputs()[0].name
-    session.run(None, {name: x})
-    start = time.perf_counter()
-    for _ in range(3):
-        session.run(None, {name: x})
-    rate = 3 * len(x) / (time.perf_counter() - start)
-    return Row("", f"generator {rate:.0f} images/s (ONNX Runtime, CPU, batch 32)",
-               "the rig rendered by Workbench: see row 2", "image estimator not built yet")
+    from ._core import LAYOUT, load_rig
+
+    g, _ = load_generator(GENERATOR_PT)
+    x = torch.from_numpy(LAYOUT.neutral(32).astype(np.float32))
+    with torch.no_grad():
+        g(x)
+        start = time.perf_counter()
+        for _ in range(3):
+            g(x)
+    g_rate = 3 * len(x) / (time.perf_counter() - start)
+    parser = FaceParser(19)
+    chain = RenderChain(g, parser, load_rig())
+    r = Regressor(region_channels(parser), RegressorConfig(crop_size=chain.size))
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _ = export_image_estimator(Objective(chain, r, None, LossWeights(identity=0.0)), Path(tmp) / "m.onnx")
+        est = OnnxImageEstimator(path, threads=2)
+        crops = np.random.default_rng(0).integers(0, 255, (64, chain.size, chain.size, 3), dtype=np.uint8)
+        est(crops[:8])
+        start = time.perf_counter()
+        est(crops)
+        e_rate = len(crops) / (time.perf_counter() - start)
+    render = state.get("render_steady")
+    comparison = (f"the rig rendered by Workbench: {render:.1f} pairs/s (row 2, steady)" if render
+                  else "the rig rendered by Workbench: see row 2")
+    ratio = f"G {g_rate / render:.0f}x the renderer" if render else ""
+    return Row("", f"G {g_rate:.0f} images/s at {g.cfg.resolution} px (torch, CPU, batch 32); F_seg + R "
+                   f"{e_rate:.0f} faces/s ({chain.size} px crops, ONNX Runtime, 2 threads, batch 64)",
+               comparison, ratio, extra={"generator_rate": g_rate, "estimator_rate": e_rate})
 
 
 # ------------------------------------------------------------------------------------------- charts

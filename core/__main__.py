@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     tg.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (cuda when present)")
     tg.add_argument("--rig", help="rig spec TOML the dataset was rendered from (default: the built-in rig)")
     tg.add_argument("--export", help="write the trained G as ONNX here (checked against torch)")
+    tg.add_argument("--save-weights", help="write the trained G's weights alone here (float16; what the image "
+                                           "path loads, e.g. core/models/generator.pt)")
     tg.add_argument("--threads", type=int, default=4, help="torch CPU threads (default 4)")
     tg.add_argument("--quiet", action="store_true", help="no progress bar")
 

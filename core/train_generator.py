@@ -195,12 +195,15 @@ def _read_checkpoint(path) -> dict:
     return read_checkpoint(path, CHECKPOINT_FORMAT, "generator")
 
 
-def save_generator(g, path, rig_hash: str | None, layout: ParameterLayout = LAYOUT, extra: dict | None = None) -> Path:
+def save_generator(g, path, rig_hash: str | None, layout: ParameterLayout = LAYOUT, extra: dict | None = None,
+                   half: bool = False) -> Path:
     """G's weights alone (no optimiser state) in the checkpoint format :func:`load_generator`
-    reads: what the project ships and what the image path loads."""
+    reads: what the project ships and what the image path loads. ``half``: store the floating
+    weights as float16 (half the file; loaded back into float32)."""
+    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+             for k, v in g.state_dict().items()}
     return save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                            "meta": generator_meta(g.cfg, layout, rig_hash),
-                            "model": {k: v.detach().cpu() for k, v in g.state_dict().items()}, **(extra or {})}, path)
+                            "meta": generator_meta(g.cfg, layout, rig_hash), "model": state, **(extra or {})}, path)
 
 
 def load_generator(path, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None):
@@ -209,7 +212,7 @@ def load_generator(path, layout: ParameterLayout = LAYOUT, rig_hash: str | None 
     ckpt = _read_checkpoint(path)
     check_meta(ckpt["meta"], layout, rig_hash, where=str(path))
     g = build_generator(GeneratorConfig(**ckpt["meta"]["config"]), layout)
-    g.load_state_dict(ckpt["model"])
+    g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
     return g, ckpt
 
 
@@ -362,10 +365,14 @@ def main(args) -> int:
     rig_hash = load_rig(args.rig).hash
     ckpt = train_generator(args.pairs, args.output, cfg, rig_hash=rig_hash, device=args.device,
                            log=lambda s: print(s, file=sys.stderr), progress=not args.quiet)
-    if args.export:
+    if args.export or args.save_weights:
         g, state = load_generator(ckpt, rig_hash=rig_hash)
         trained = {"steps": state["step"], "history": state["history"][-1:],
                    "command": "python -m core " + " ".join(sys.argv[1:])}
+    if args.export:
         path, diff = export_generator_onnx(g, args.export, rig_hash=rig_hash, extra={"trained": trained})
         print(f"exported {path} (ONNX Runtime vs torch: max difference {diff:.2g})", file=sys.stderr)
+    if args.save_weights:
+        path = save_generator(g, args.save_weights, rig_hash, extra={"trained": trained}, half=True)
+        print(f"saved {path} (weights only, float16)", file=sys.stderr)
     return 0

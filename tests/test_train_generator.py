@@ -104,3 +104,22 @@ def test_export_matches_onnx_runtime(full_run, tmp_path, rig):
         np.testing.assert_allclose(img, g(torch.from_numpy(x)).numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="rig"):
         load_generator(out / "checkpoint.pt", rig_hash="other")
+
+
+def test_weights_only_file_in_half_precision_loads_back(tmp_path, rig):
+    from core.generator import build_generator
+    from core.layout import LAYOUT
+    from core.train_generator import save_generator
+
+    torch.manual_seed(0)
+    g = build_generator(SMALL).eval()
+    path = save_generator(g, tmp_path / "g.pt", rig.hash, half=True)
+    full = save_generator(g, tmp_path / "g32.pt", rig.hash)
+    assert path.stat().st_size < 0.6 * full.stat().st_size
+    back, ckpt = load_generator(path, rig_hash=rig.hash)
+    assert all(v.dtype == torch.float32 for v in back.state_dict().values() if v.is_floating_point())
+    x = torch.from_numpy(np.random.default_rng(0).uniform(LAYOUT.lo, LAYOUT.hi, (4, len(LAYOUT))).astype(np.float32))
+    with torch.no_grad():
+        assert float((back.eval()(x) - g(x)).abs().max()) < 5e-3
+    with pytest.raises(ValueError, match="made for rig"):
+        load_generator(path, rig_hash="0000000000000000")
