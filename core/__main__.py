@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     tg.add_argument("--loss", choices=("l1_ssim", "vgg16"), default="l1_ssim",
                     help="l1_ssim (default, needs no weights) or vgg16 (the paper's; needs --vgg)")
     tg.add_argument("--vgg", help="torchvision-format VGG16 state dict, for --loss vgg16")
+    tg.add_argument("--region-weight", type=float, default=0.0,
+                    help="weight of an extra L1 on the small facial regions (brows, eyes, nose, lips, mouth; "
+                         "needs a dataset rendered with --masks); default 0: off")
+    tg.add_argument("--init", help="start a new run from this G checkpoint's weights")
     tg.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
     tg.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
     tg.add_argument("--base-width", type=int, default=16, help="G channels at 256x256 (default 16)")

@@ -55,6 +55,8 @@ class GeneratorTrainConfig:
     val_max: int = 512  # held-out pairs used for L1 / PSNR (the first ones of the val split)
     grid_rows: int = 8  # val pairs shown in val_grid.png
     seed: int = 0
+    region_weight: float = 0.0  # weight of an extra L1 on the small facial regions (FEATURE_REGIONS; needs masks)
+    init: str | None = None  # start from this G checkpoint's weights (a new run; ignored when resuming)
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -67,6 +69,8 @@ class GeneratorTrainConfig:
             raise ValueError(f"lr_final must be in (0, 1], got {self.lr_final!r}")
         if self.loss not in ImageLoss.MODES:
             raise ValueError(f"loss must be one of {ImageLoss.MODES}, got {self.loss!r}")
+        if not self.region_weight >= 0:
+            raise ValueError(f"region_weight must be >= 0, got {self.region_weight!r}")
         if self.loss == "vgg16" and not self.vgg:
             raise ValueError("loss 'vgg16' needs --vgg PATH (a torchvision-format VGG16 state dict)")
 
@@ -104,26 +108,46 @@ def check_dataset(folder, layout: ParameterLayout = LAYOUT, rig_hash: str | None
     return m
 
 
-class _Images:
-    """Batches of (params, images) of one split, images (N, 3, R, R) float32 in [0, 1]."""
+# the rig's small facial regions: an expression lives in few pixels, which an image-wide loss
+# barely sees; ``region_weight`` adds an L1 over these pixels alone (from the dataset's masks)
+FEATURE_REGIONS = ("brows", "lids", "lashes", "sclera", "iris", "pupil", "nose", "lips", "mouth_interior", "teeth")
 
-    def __init__(self, ds: PairsDataset, resolution: int, threads: int = 4):
+
+class _Images:
+    """Batches of (params, images[, feature masks]) of one split, images (N, 3, R, R) float32 in
+    [0, 1], masks (N, 1, R, R) float32, 1 on the pixels of FEATURE_REGIONS."""
+
+    def __init__(self, ds: PairsDataset, resolution: int, threads: int = 4, masks: bool = False):
         self.ds, self.resolution = ds, int(resolution)
         self.pool = ThreadPoolExecutor(max_workers=threads)
+        self.masks = masks
+        if masks:
+            if not ds.manifest.masks:
+                raise ValueError(f"{ds.folder}: region_weight needs the dataset's masks (render it with --masks)")
+            regions = list(ds.manifest.regions)
+            self.feature_labels = np.array([regions.index(r) for r in FEATURE_REGIONS if r in regions])
 
-    def _image(self, k: int) -> np.ndarray:
+    def _item(self, k: int):
         import cv2
 
-        img = self.ds[int(k)]["image"]
+        item = self.ds[int(k)]
+        img, mask = item["image"], None
+        if self.masks:
+            mask = np.isin(item["mask"], self.feature_labels).astype(np.float32)
         if img.shape[0] != self.resolution or img.shape[1] != self.resolution:
             img = cv2.resize(img, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA)
-        return img
+            if mask is not None:
+                mask = cv2.resize(mask, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA)
+        return img, mask
 
-    def batch(self, ks) -> tuple[torch.Tensor, torch.Tensor]:
-        imgs = list(self.pool.map(self._image, ks))
+    def batch(self, ks):
+        items = list(self.pool.map(self._item, ks))
         params = np.stack([self.ds.params[self.ds.indices[int(k)]] for k in ks])
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(imgs).transpose(0, 3, 1, 2)))
-        return torch.from_numpy(params), x
+        x = torch.from_numpy(np.ascontiguousarray(np.stack([i[0] for i in items]).transpose(0, 3, 1, 2)))
+        if not self.masks:
+            return torch.from_numpy(params), x
+        m = torch.from_numpy(np.stack([i[1] for i in items])[:, None])
+        return torch.from_numpy(params), x, m
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -169,6 +193,12 @@ def evaluate(g, params: torch.Tensor, images: torch.Tensor, device, batch: int =
         outs.append(g(params[i:i + batch].to(device)).float().cpu())
     gen = torch.cat(outs)
     return float((gen - images).abs().mean()), float(psnr(gen, images).mean()), gen
+
+
+def feature_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR (dB) over the pixels of ``mask`` (N, 1, R, R) alone, pooled over the images."""
+    mse = (((pred - target) ** 2) * mask).sum() / (3 * mask.sum()).clamp_min(1)
+    return float(10.0 * torch.log10(1.0 / mse.clamp_min(1e-10)))
 
 
 def write_grid(path, rendered: torch.Tensor, generated: torch.Tensor, gap: int = 2) -> Path:
@@ -252,8 +282,9 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"{pairs_dir}: needs pairs in both splits (train {len(train_ds)}, val {len(val_ds)})")
     res = cfg.generator.resolution
-    train_src, val_src = _Images(train_ds, res), _Images(val_ds, res)
-    val_params, val_images = val_src.batch(np.arange(min(len(val_ds), cfg.val_max)))
+    train_src = _Images(train_ds, res, masks=cfg.region_weight > 0)
+    val_src = _Images(val_ds, res, masks=bool(manifest.masks))
+    val_params, val_images, *val_masks = val_src.batch(np.arange(min(len(val_ds), cfg.val_max)))
     val_src.close()
 
     with torch.random.fork_rng(devices=[]):
@@ -270,6 +301,12 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
             raise ValueError(f"{ckpt_path}: made on another dataset ({ckpt['meta'].get('dataset')} vs "
                              f"{meta['dataset']}); use another run folder or delete it")
         g.load_state_dict(ckpt["model"])
+    elif cfg.init:
+        start, _ = load_generator(cfg.init, layout, rig_hash)
+        if start.cfg != cfg.generator:
+            raise ValueError(f"{cfg.init}: a G of another shape ({start.cfg} vs {cfg.generator})")
+        g.load_state_dict(start.state_dict())
+        log(f"starting from the weights of {cfg.init}")
     g.to(dev).train()
     loss_fn = ImageLoss(cfg.loss, cfg.vgg).to(dev)
     opt = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
@@ -298,10 +335,14 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
     done_here, running = 0, list(ckpt["running_losses"]) if ckpt is not None else []
     try:
         while step < cfg.steps:
-            params, images = train_src.batch(order.take(cfg.batch))
+            params, images, *masks = train_src.batch(order.take(cfg.batch))
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
-            loss = loss_fn(g(params.to(dev)), images.to(dev))
+            pred = g(params.to(dev))
+            loss = loss_fn(pred, images.to(dev))
+            if masks:
+                m = masks[0].to(dev)
+                loss = loss + cfg.region_weight * ((pred - images.to(dev)).abs() * m).sum() / (3 * m.sum()).clamp_min(1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -314,13 +355,16 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
             if step % cfg.validate_every == 0 or step == cfg.steps:
                 l1, db, gen = evaluate(g, val_params, val_images, dev)
                 entry = {"step": step, "train_loss": float(np.mean(running)), "val_l1": l1, "val_psnr": db}
+                if val_masks:  # the face's small parts alone, where an expression shows
+                    entry["val_feature_psnr"] = feature_psnr(gen, val_images, val_masks[0])
                 history.append(entry)
                 running = []
                 k = min(cfg.grid_rows, len(val_params))
                 write_grid(out_dir / "val_grid.png", val_images[:k], gen[:k])
                 with atomic_path(out_dir / "history.json") as tmp:
                     tmp.write_text(json.dumps(history, indent=1) + "\n")
-                log(f"step {step}: train loss {entry['train_loss']:.4f}, held-out L1 {l1:.4f}, PSNR {db:.2f} dB")
+                log(f"step {step}: train loss {entry['train_loss']:.4f}, held-out L1 {l1:.4f}, PSNR {db:.2f} dB"
+                    + (f", on the facial regions {entry['val_feature_psnr']:.2f} dB" if val_masks else ""))
                 g.train()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save()
@@ -356,7 +400,8 @@ def main(args) -> int:
     gcfg = GeneratorConfig(resolution=args.resolution or manifest.resolution, base_width=args.base_width,
                            max_width=args.max_width)
     cfg = GeneratorTrainConfig(generator=gcfg, steps=args.steps, batch=args.batch, lr=args.lr,
-                               lr_final=args.lr_final, loss=args.loss,
+                               lr_final=args.lr_final, loss=args.loss, region_weight=args.region_weight,
+                               init=str(Path(args.init).resolve()) if args.init else None,
                                vgg=str(Path(args.vgg).resolve()) if args.vgg else None,
                                validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
                                seed=args.seed)

@@ -28,7 +28,8 @@ def config(**kw) -> GeneratorTrainConfig:
 @pytest.fixture(scope="module")
 def pairs_dir(tmp_path_factory, rig):
     folder = tmp_path_factory.mktemp("gpairs") / "ds"
-    render_pairs(RenderConfig(output=str(folder), count=N, size=SIZE, chunk_size=8, val_fraction=0.25), rig=rig)
+    render_pairs(RenderConfig(output=str(folder), count=N, size=SIZE, chunk_size=8, val_fraction=0.25, masks=True),
+                 rig=rig)
     return folder
 
 
@@ -123,3 +124,19 @@ def test_weights_only_file_in_half_precision_loads_back(tmp_path, rig):
         assert float((back.eval()(x) - g(x)).abs().max()) < 5e-3
     with pytest.raises(ValueError, match="made for rig"):
         load_generator(path, rig_hash="0000000000000000")
+
+
+def test_facial_region_loss_and_warm_start(full_run, pairs_dir, tmp_path, rig):
+    """--region-weight adds an L1 on the facial parts (from the masks) and --init starts from
+    another run's weights; validation reports the PSNR over the facial parts."""
+    out, ref = full_run
+    assert all(np.isfinite(h["val_feature_psnr"]) for h in ref["history"])
+    torch.set_num_threads(1)
+    cfg = config(steps=4, region_weight=5.0, init=str(out / "checkpoint.pt"))
+    logs = []
+    ckpt = torch.load(train_generator(pairs_dir, tmp_path / "warm", cfg, rig_hash=rig.hash, log=logs.append,
+                                      progress=False), weights_only=False)
+    assert any("starting from the weights of" in m for m in logs)
+    # a warm start begins where the other run ended: its first validation is already near it
+    assert ckpt["history"][0]["val_psnr"] > ref["history"][0]["val_psnr"]
+    assert ckpt["config"]["region_weight"] == 5.0
