@@ -257,7 +257,7 @@ def row_image_path(p: dict, state: dict) -> Row:
     """The image path: the shipped G's images/s (torch, CPU) against the rig's own render speed
     (row 2), and F_seg + R faces/s through ONNX Runtime (the architecture's speed)."""
     if not GENERATOR_PT.is_file():
-        raise Unavailable(f"no trained generator at {GENERATOR_PT}")
+        raise Unavailable(f"image path not built: no trained generator at {GENERATOR_PT}")
     import tempfile
     import time
 
