@@ -4,6 +4,7 @@ with torch on the check inputs."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,9 @@ def export_checked(module, inputs: tuple, path, input_names, output_names, meta:
     module = module.cpu().eval()
     path = Path(path)
     axes = {name: {0: "batch"} for name in (*input_names, *output_names)}
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # shapes are static per model (crop size, layout): the tracer's notes on them are expected
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(module, inputs, str(tmp), dynamo=False, opset_version=17, input_names=list(input_names),
                           output_names=list(output_names), dynamic_axes=axes)
         model = onnx.load(str(tmp))
