@@ -308,7 +308,7 @@ def bar_chart(path, title: str, codes, series: dict, panels=(("ICC(3,1)", "icc",
     per ``(caption, key, lo, hi)`` (``hi`` None: from the data)."""
     import cv2
 
-    from core.overlay import _atomic_image
+    from core.overlay import write_image
 
     colors = [(200, 110, 30), (60, 160, 250), (80, 170, 60), (150, 60, 200)]
     names = list(series)
@@ -366,7 +366,7 @@ def bar_chart(path, title: str, codes, series: dict, panels=(("ICC(3,1)", "icc",
             label = f"AU{code:02d}"
             tw = cv2.getTextSize(label, font, 0.38, 1)[0][0]
             cv2.putText(img, label, (gx + (bar * k - tw) // 2, y1 + 16), font, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-    return _atomic_image(Path(path), img)
+    return write_image(Path(path), img)
 
 
 def make_charts(out_dir: Path, state: dict, log=print) -> list[tuple[str, str]]:

@@ -54,13 +54,26 @@ def draw_frame(image: np.ndarray, landmarks, params, layout: ParameterLayout = L
     return out
 
 
-def _atomic_image(path: Path, image: np.ndarray) -> Path:
+def write_image(path, image_bgr: np.ndarray) -> Path:
+    """Write an image file (format from the suffix) atomically."""
     import cv2
 
+    path = Path(path)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), image):
+        if not cv2.imwrite(str(tmp), image_bgr):
             raise OSError(f"cannot write image {path}")
     return path
+
+
+def tile_grid(rows, gap: int = 2) -> np.ndarray:
+    """One uint8 image of ``rows`` (lists of equally sized (H, W, 3) uint8 tiles), white gaps."""
+    h, w = rows[0][0].shape[:2]
+    cols = max(len(r) for r in rows)
+    grid = np.full((len(rows) * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, tile in enumerate(row):
+            grid[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = tile
+    return grid
 
 
 def write_overlay(video, tracking: Tracking, output, frames: int = 8, height: int = 240,
@@ -88,7 +101,7 @@ def write_overlay(video, tracking: Tracking, output, frames: int = 8, height: in
             tiles.append(np.zeros_like(tiles[0]))
         grid = np.concatenate([np.concatenate(tiles[i::cols], 0) for i in range(cols)], 1) if cols > 1 \
             else np.concatenate(tiles, 0)
-        return _atomic_image(output, grid)
+        return write_image(output, grid)
     if output.suffix.lower() not in (".mp4", ".avi"):
         raise ValueError(f"{output}: an overlay is a .png strip or an .mp4 / .avi video")
     writer = None
@@ -147,4 +160,4 @@ def plot_curves(tracking: Tracking, output, width: int = 1200, row_height: int =
     for s in np.arange(0, span + 1e-9, max(1.0, round(span / 10))):
         x = int(left + s / span * (width - left - 10))
         cv2.putText(img, f"{s:g}s", (x - 8, h - 10), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return _atomic_image(Path(output), img)
+    return write_image(Path(output), img)

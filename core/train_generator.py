@@ -203,21 +203,12 @@ def feature_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
 
 def write_grid(path, rendered: torch.Tensor, generated: torch.Tensor, gap: int = 2) -> Path:
     """PNG: one row per pair, rendered | generated; written atomically."""
-    import cv2
+    from .overlay import tile_grid, write_image
 
-    n, _, h, w = rendered.shape
-    grid = np.full((n * (h + gap) - gap, 2 * w + gap, 3), 255, np.uint8)
-    for i in range(n):
-        for j, img in enumerate((rendered[i], generated[i])):
-            a = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-            grid[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = a[:, :, ::-1]
-    ok, data = cv2.imencode(".png", grid)
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.tobytes())
-    return path
+    def tile(img):
+        return (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)[:, :, ::-1]
+
+    return write_image(path, tile_grid([[tile(a), tile(b)] for a, b in zip(rendered, generated)], gap))
 
 
 # --- checkpoints -------------------------------------------------------------------------------

@@ -300,20 +300,10 @@ def format_scores(name: str, s: dict) -> str:
 
 def write_grid(path, images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, gap: int = 2) -> Path:
     """PNG: one row per crop, crop | label | prediction (colorized); written atomically."""
-    import cv2
+    from .overlay import tile_grid, write_image
 
-    n, s = len(images), images.shape[1]
-    grid = np.full((max(n, 1) * (s + gap) - gap, 3 * s + 2 * gap, 3), 255, np.uint8)
-    for i in range(n):
-        for j, tile in enumerate((images[i], colorize(labels[i]), colorize(predicted[i]))):
-            grid[i * (s + gap):i * (s + gap) + s, j * (s + gap):j * (s + gap) + s] = tile
-    ok, data = cv2.imencode(".png", grid[:, :, ::-1])
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.tobytes())
-    return path
+    rows = [[images[i], colorize(labels[i]), colorize(predicted[i])] for i in range(len(images))]
+    return write_image(path, tile_grid(rows, gap)[:, :, ::-1])
 
 
 # --- training ---------------------------------------------------------------------------------------
