@@ -309,3 +309,24 @@ def test_unlabeled_videos_are_detected_aligned_and_cached(tmp_path):
     assert len(said) == 1 and np.array_equal(again.crops, crops.crops)  # the cache, not a new detection
     with pytest.raises(ValueError, match="the chain needs 128 px"):
         load_crops([tmp_path / "faces.npz"], size=128)
+
+
+def test_command_line_eval_image_and_fit(nets, chain, tmp_path, capsys):
+    from core.__main__ import main
+    from core.image_estimator import export_image_estimator
+
+    crops = tmp_path / "crops.npz"
+    crops_file(chain, crops, n=8)
+    run = _train(nets, tmp_path, crops, "run", steps=2)
+    torch.manual_seed(5)
+    r = Regressor(region_channels(chain.parser), RegressorConfig(crop_size=SIZE)).eval()
+    model, _ = export_image_estimator(Objective(chain, r, None, LossWeights(identity=0.0)), tmp_path / "m.onnx")
+    assert main(["eval-image", str(model), str(crops), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "faces/s through ONNX Runtime" in out and "AU26" in out and "pose MAE" in out
+    fitted = tmp_path / "fit.npz"
+    assert main(["fit", str(crops), "-o", str(fitted), "--run", str(run), "--iterations", "2", "--max-faces", "3",
+                 "--threads", "1", "--quiet"]) == 0
+    with np.load(fitted) as f:
+        assert f["params"].shape == (3, len(LAYOUT)) and np.isfinite(f["params"]).all()
+    assert "s per face" in capsys.readouterr().err
