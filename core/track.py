@@ -6,6 +6,10 @@
        names) -> neutral calibration -> smoothing (One Euro, one strength control)
     -> per-channel gain -> Tracking
 
+With an image-path model (kind "image" in its metadata: F_seg + R, ``core.image_estimator``)
+the estimator step reads five-point aligned crops of the frames instead of the landmarks,
+in batches as the frames come, with no reference frame; the rest is the same.
+
 One face per video: the largest / most central face is picked and then followed (see
 ``core.landmarks.pick_face``); when it is lost for longer than ``TrackConfig.lost_after``
 seconds the tracker starts over with the largest / most central face in view. Frames
@@ -226,7 +230,10 @@ def model_kind(path) -> str:
 def _open_estimator(path, threads, layout):
     from .estimator import OnnxImageEstimator
 
-    return (OnnxImageEstimator if model_kind(path) == "image" else OnnxEstimator)(path, threads, layout)
+    kind = model_kind(path)
+    if kind not in ("landmarks", "image"):
+        raise ValueError(f"{path}: a {kind!r} model; the tracker needs a landmark or image-path estimator")
+    return (OnnxImageEstimator if kind == "image" else OnnxEstimator)(path, threads, layout)
 
 
 class _CropStream:

@@ -330,3 +330,17 @@ def test_command_line_eval_image_and_fit(nets, chain, tmp_path, capsys):
     with np.load(fitted) as f:
         assert f["params"].shape == (3, len(LAYOUT)) and np.isfinite(f["params"]).all()
     assert "s per face" in capsys.readouterr().err
+
+
+def test_tracker_refuses_a_generator_model(nets, tmp_path):
+    from pathlib import Path
+
+    from core.track import TrackConfig, track_video
+    from core.train_generator import export_generator_onnx
+
+    video = Path(__file__).resolve().parents[2] / "shared" / "media" / "single_face.mp4"
+    if not video.is_file():
+        pytest.skip(f"{video} is absent (the shared test media are not part of the project)")
+    path, _ = export_generator_onnx(nets["g"], tmp_path / "g.onnx")
+    with pytest.raises(ValueError, match="a 'generator' model; the tracker needs"):
+        track_video(video, TrackConfig(model=str(path), max_frames=3), progress=False)
