@@ -40,3 +40,19 @@ def refuse_other_config(path, saved: dict, current: dict) -> None:
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         raise ValueError(f"{path}: a checkpoint of a different training configuration is in the way "
                          f"({', '.join(diff)} differ); use another run folder or delete it")
+
+
+def end_of_step(step: int, steps: int, validate_every: int, checkpoint_every: int, validate, save,
+                done: int = 0, stop_after: int | None = None) -> bool:
+    """The trainers' schedule after step ``step`` of ``steps``: ``validate()`` every
+    ``validate_every`` steps and at the last, ``save()`` every ``checkpoint_every`` steps and at
+    the last; True, after a save, once this call has done ``stop_after`` steps (``done``)."""
+    last = step == steps
+    if step % validate_every == 0 or last:
+        validate()
+    if step % checkpoint_every == 0 or last:
+        save()
+    if stop_after is not None and done >= stop_after:
+        save()
+        return True
+    return False

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .estimator import DEFAULT_ONNX, OnnxEstimator
+from .align import roll_degrees
+from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata
+from .faces import crop_image
 from .filters import apply_gain, calibrate, neutral_baseline, smooth
 from .landmarks import open_backend, pick_face
 from .layout import LAYOUT, ParameterLayout
@@ -222,14 +224,10 @@ def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = Tru
 
 def model_kind(path) -> str:
     """"landmarks" or "image": which path an exported model belongs to (its metadata's kind)."""
-    from .estimator import onnx_metadata
-
     return onnx_metadata(path).get("kind", "landmarks")
 
 
 def _open_estimator(path, threads, layout):
-    from .estimator import OnnxImageEstimator
-
     kind = model_kind(path)
     if kind not in ("landmarks", "image"):
         raise ValueError(f"{path}: a {kind!r} model; the tracker needs a landmark or image-path estimator")
@@ -246,9 +244,6 @@ class _CropStream:
         self.rows, self.crops, self.rolls, self.done = [], [], [], {}
 
     def add(self, row: int, image_bgr: np.ndarray, landmarks: np.ndarray) -> None:
-        from .align import roll_degrees
-        from .faces import crop_image
-
         est = self.pending.result()
         crop, t = crop_image(image_bgr, landmarks, est.crop_size, est.eye_distance)
         self.rows.append(row)

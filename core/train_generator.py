@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
-from .checkpoints import read_checkpoint, refuse_other_config, save_checkpoint
+from .checkpoints import end_of_step, read_checkpoint, refuse_other_config, save_checkpoint
 from .generator import GeneratorConfig, build_generator, check_meta, generator_meta
 from .layout import LAYOUT, ParameterLayout
 from .pairs import PairsDataset, read_manifest
@@ -322,6 +322,21 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
                             "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None},
                            ckpt_path)
 
+    def validate():
+        l1, db, gen = evaluate(g, val_params, val_images, dev)
+        entry = {"step": step, "train_loss": float(np.mean(running)), "val_l1": l1, "val_psnr": db}
+        if val_masks:  # the face's small parts alone, where an expression shows
+            entry["val_feature_psnr"] = feature_psnr(gen, val_images, val_masks[0])
+        history.append(entry)
+        running.clear()
+        k = min(cfg.grid_rows, len(val_params))
+        write_grid(out_dir / "val_grid.png", val_images[:k], gen[:k])
+        with atomic_path(out_dir / "history.json") as tmp:
+            tmp.write_text(json.dumps(history, indent=1) + "\n")
+        log(f"step {step}: train loss {entry['train_loss']:.4f}, held-out L1 {l1:.4f}, PSNR {db:.2f} dB"
+            + (f", on the facial regions {entry['val_feature_psnr']:.2f} dB" if val_masks else ""))
+        g.train()
+
     bar = tqdm(total=cfg.steps, initial=step, desc="training G", unit="step", disable=not progress)
     done_here, running = 0, list(ckpt["running_losses"]) if ckpt is not None else []
     try:
@@ -343,24 +358,8 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
             bar.update(1)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{running[-1]:.4f}")
-            if step % cfg.validate_every == 0 or step == cfg.steps:
-                l1, db, gen = evaluate(g, val_params, val_images, dev)
-                entry = {"step": step, "train_loss": float(np.mean(running)), "val_l1": l1, "val_psnr": db}
-                if val_masks:  # the face's small parts alone, where an expression shows
-                    entry["val_feature_psnr"] = feature_psnr(gen, val_images, val_masks[0])
-                history.append(entry)
-                running = []
-                k = min(cfg.grid_rows, len(val_params))
-                write_grid(out_dir / "val_grid.png", val_images[:k], gen[:k])
-                with atomic_path(out_dir / "history.json") as tmp:
-                    tmp.write_text(json.dumps(history, indent=1) + "\n")
-                log(f"step {step}: train loss {entry['train_loss']:.4f}, held-out L1 {l1:.4f}, PSNR {db:.2f} dB"
-                    + (f", on the facial regions {entry['val_feature_psnr']:.2f} dB" if val_masks else ""))
-                g.train()
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save()
-            if stop_after is not None and done_here >= stop_after:
-                save()
+            if end_of_step(step, cfg.steps, cfg.validate_every, cfg.checkpoint_every, validate, save, done_here,
+                           stop_after):
                 break
     finally:
         bar.close()

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_path
-from .checkpoints import read_checkpoint, refuse_other_config, save_checkpoint
+from .checkpoints import end_of_step, read_checkpoint, refuse_other_config, save_checkpoint
 from .face_parser import CLASS_INDEX, CLASSES, FaceParser, colorize
 from .faces import FaceCrops
 from .train_generator import Order
@@ -414,6 +414,7 @@ def train_parser(crops, out_dir, cfg: ParserTrainConfig | None = None, *, device
         with atomic_path(out_dir / "history.json") as tmp:
             tmp.write_text(json.dumps(history, indent=1) + "\n")
         log(f"step {step}: train loss {entry['train_loss']:.4f}" + "".join(f", {p}" for p in parts))
+        running.clear()
 
     bar = tqdm(total=cfg.steps, initial=step, desc="training F_seg", unit="step", disable=not progress)
     done_here = 0
@@ -443,13 +444,8 @@ def train_parser(crops, out_dir, cfg: ParserTrainConfig | None = None, *, device
             bar.update(1)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{running[-1]:.4f}")
-            if step % cfg.validate_every == 0 or step == cfg.steps:
-                validate()
-                running = []
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save()
-            if stop_after is not None and done_here >= stop_after:
-                save()
+            if end_of_step(step, cfg.steps, cfg.validate_every, cfg.checkpoint_every, validate, save, done_here,
+                           stop_after):
                 break
     finally:
         bar.close()

@@ -28,7 +28,7 @@ import torch
 
 from .atomic import atomic_path
 from .chain import TERMS, LossWeights, Objective, RenderChain
-from .checkpoints import read_checkpoint, refuse_other_config, save_checkpoint
+from .checkpoints import end_of_step, read_checkpoint, refuse_other_config, save_checkpoint
 from .estimator import full_pose
 from .layout import LAYOUT, ParameterLayout
 from .regressor import Regressor, RegressorConfig, region_channels
@@ -261,6 +261,16 @@ def train_regressor(crops_paths, out_dir, generator_path, parser_path, cfg: Regr
                          "step": step, "history": history, "order": order.state(), "running": running,
                          "torch_rng": torch.get_rng_state()}, ckpt_path)
 
+    def validate_now():
+        entry = {"step": step, **{f"train_{k}": float(np.mean(v)) for k, v in running.items()},
+                 **validate(objective, val, cfg.val_max, layout)}
+        running.clear()
+        history.append(entry)
+        write_fit_grid(out_dir / "val_grid.png", objective, val, cfg.grid_rows)
+        with atomic_path(out_dir / "history.json") as tmp:
+            tmp.write_text(json.dumps(history, indent=1) + "\n")
+        log(summary(entry))
+
     running = dict(ckpt["running"]) if ckpt is not None else {}
     bar = tqdm(total=cfg.steps, initial=step, desc="training R", unit="step", disable=not progress)
     done_here = 0
@@ -279,19 +289,8 @@ def train_regressor(crops_paths, out_dir, generator_path, parser_path, cfg: Regr
             running.setdefault("total", []).append(float(total.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{float(total.detach()):.4f}")
-            if step % cfg.validate_every == 0 or step == cfg.steps:
-                entry = {"step": step, **{f"train_{k}": float(np.mean(v)) for k, v in running.items()},
-                         **validate(objective, val, cfg.val_max, layout)}
-                running = {}
-                history.append(entry)
-                write_fit_grid(out_dir / "val_grid.png", objective, val, cfg.grid_rows)
-                with atomic_path(out_dir / "history.json") as tmp:
-                    tmp.write_text(json.dumps(history, indent=1) + "\n")
-                log(summary(entry))
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save()
-            if stop_after is not None and done_here >= stop_after:
-                save()
+            if end_of_step(step, cfg.steps, cfg.validate_every, cfg.checkpoint_every, validate_now, save,
+                           done_here, stop_after):
                 break
     finally:
         bar.close()
