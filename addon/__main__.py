@@ -2,6 +2,7 @@
 
     python -m addon demo [-o out] [--size 256] [--fps 30]
     python -m addon contact-sheet -o sheet.png [--size 256] [--columns 8] [--seed 0] [--rig spec.toml]
+                                  [--generator G.pt]
     python -m addon render-pairs OUT --count N [--size 128] [--engine workbench|cycles] [--seed 0]
                                  [--sparse-k K] [--masks] [--randomize light,background,colors] [--workers W]
                                  [--lod auto|full|N]
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     sheet.add_argument("--columns", type=int, default=8, help="tiles per row (default 8)")
     sheet.add_argument("--seed", type=int, default=0, help="seed of the random identities (default 0)")
     sheet.add_argument("--rig", default=None, help="rig spec TOML (default: the built-in rig)")
+    sheet.add_argument("--generator", help="a trained G (train-generator checkpoint or weights): each tile "
+                                           "shows the render beside G's image, at G's resolution")
     _pairs_arguments(commands)
     rec = commands.add_parser("recovery", help="synthetic recovery: render held-out actors, track them, score")
     rec.add_argument("-o", "--output", default="out/recovery", help="folder for the clips and recovery.txt")
@@ -77,7 +80,12 @@ def main(argv=None) -> int:
     from .contact_sheet import render_contact_sheet, sheet_entries
 
     rig = load_rig(args.rig)
-    render_contact_sheet(rig, args.output, args.size, args.columns, args.seed)
+    generator = None
+    if args.generator:
+        from core.train_generator import load_generator
+
+        generator, _ = load_generator(args.generator, rig=rig)
+    render_contact_sheet(rig, args.output, args.size, args.columns, args.seed, generator=generator)
     seconds = time.perf_counter() - start
     n = len(sheet_entries(rig, args.seed))
     print(f"wrote {args.output}: {n} renders in {seconds:.1f} s ({seconds / n:.2f} s per tile, "

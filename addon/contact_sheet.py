@@ -2,6 +2,9 @@
 
 Tiles: the neutral face (and a copy with the 68 landmarks projected by ``core``), every AU
 channel at full intensity, random identities, every brow style and the pose extremes.
+
+With a trained generator G (``--generator G.pt``) every tile is the render beside G's image of
+the same parameters, at G's resolution: the picture that says whether G draws each expression.
 """
 from __future__ import annotations
 
@@ -127,16 +130,34 @@ def compose(tiles: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
     return sheet
 
 
+def generated_tiles(generator, params: np.ndarray) -> list[np.ndarray]:
+    """G's images of ``params`` (N, P) as BGR uint8 tiles."""
+    import torch
+
+    with torch.no_grad():
+        images = generator(torch.as_tensor(np.asarray(params, np.float32)))
+    return [np.ascontiguousarray((im.permute(1, 2, 0).numpy()[:, :, ::-1] * 255 + 0.5).astype(np.uint8))
+            for im in images]
+
+
 def render_contact_sheet(rig, output, size: int = 256, columns: int = 8, seed: int = 0,
-                         progress: bool = True) -> np.ndarray:
-    """Render every tile of :func:`sheet_entries`, write the sheet PNG to ``output``, return it."""
+                         progress: bool = True, generator=None) -> np.ndarray:
+    """Render every tile of :func:`sheet_entries`, write the sheet PNG to ``output``, return it.
+    ``generator``: a G (``core.generator``) of this rig; each tile then shows render | G at G's
+    resolution (``size`` is ignored)."""
     entries = sheet_entries(rig, seed)
+    if generator is not None:
+        size = generator.cfg.resolution
+        fakes = generated_tiles(generator.eval(), np.stack([p for _, _, p in entries]))
     scene, arm_obj = setup_scene(rig, size)
     tiles = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (title, description, params) in enumerate(
                 tqdm(entries, desc="rendering", unit="tile", file=sys.stderr, disable=not progress)):
             img = render_tile(scene, arm_obj, params, Path(tmp) / f"tile{i:03d}.png")
+            if generator is not None:
+                tiles.append(labelled(np.hstack([img, fakes[i]]), title, "render | G"))
+                continue
             tiles.append(labelled(img, title, description))
             if i == 0:  # the neutral face again, with core's projected landmarks on it
                 points = rig.landmarks_2d(params, size)[0]

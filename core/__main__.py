@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     tg.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
     tg.add_argument("--base-width", type=int, default=16, help="G channels at 256x256 (default 16)")
     tg.add_argument("--max-width", type=int, default=256, help="cap on G's channels (default 256)")
+    tg.add_argument("--landmark-maps", action=argparse.BooleanOptionalAction, default=True,
+                    help="feed G the rig's 68 landmarks as Gaussian maps at 8..64 px (default; see "
+                         "core/generator.py); --no-landmark-maps: the paper's G exactly")
     tg.add_argument("--seed", type=int, default=0)
     tg.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (cuda when present)")
     tg.add_argument("--rig", help="rig spec TOML the dataset was rendered from (default: the built-in rig)")

@@ -25,6 +25,16 @@ narrowest widths. Widths depend on a layer's output size ``s`` only:
 Instance normalisation over a 2x2 map keeps little besides the per-channel mean that it
 removes, so layers whose output is smaller than ``norm_min_size`` (default 4) use ReLU alone.
 
+Landmark maps (``landmark_maps``, on by default; this project's addition to the paper's G): the rig's own
+68 landmarks of the same parameters (``core.rig``, exact and differentiable), projected into
+the render, are drawn as one Gaussian map per landmark (sigma ``map_sigma`` pixels of the map)
+and concatenated to the input of every layer whose input is ``maps_min_size`` .. ``maps_max_size``
+pixels (8 .. 64: at 128 px, the layers that make 16x16 .. 128x128; the last, stride-1 layer goes
+without, which keeps the cost of a step about that of the paper's G). The paper's stack has to learn from a 1x1 code where
+a brow or a lip corner goes, which an expression moves by a few pixels out of 128; with the
+maps, each layer is told where the landmarks are at its own scale, and its convolutions only
+have to draw what lies around them. The gradient reaches the parameters through the maps too.
+
 :func:`generator_meta` / :func:`check_meta` carry the layout version, channel names and rig
 hash that a checkpoint must match.
 """
@@ -50,10 +60,16 @@ class GeneratorConfig:
     base_width: int = 16     # channels of a layer whose output is 256x256
     max_width: int = 256     # cap on the channels of the coarse layers
     norm_min_size: int = 4   # InstanceNorm only on layers with an output at least this large
+    landmark_maps: bool = True  # also feed the rig's 68 landmarks as Gaussian maps (False: the paper's G)
+    maps_min_size: int = 8   # ... to the layers whose input is at least this large
+    maps_max_size: int = 64  # ... and at most this large
+    map_sigma: float = 1.0   # Gaussian width, in pixels of each map
 
     def __post_init__(self):
         if self.resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}")
+        if not self.map_sigma > 0:
+            raise ValueError(f"map_sigma must be positive, got {self.map_sigma!r}")
         if self.base_width < 1 or self.max_width < 1:
             raise ValueError(f"widths must be positive, got base_width={self.base_width}, "
                              f"max_width={self.max_width}")
@@ -78,41 +94,71 @@ def _upsample_layer(cin: int, cout: int, stride: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=1, padding=1)
 
 
-class Generator(nn.Module):
-    """G: (N, P) parameters -> (N, 3, R, R) images in [0, 1]."""
+def landmark_maps(points: torch.Tensor, size: int, resolution: int, sigma: float) -> torch.Tensor:
+    """(N, K, size, size) Gaussian maps of points (N, K, 2) given in pixels of a ``resolution``
+    image (x right, y down, (0, 0) the top-left corner; pixel i spans [i, i + 1))."""
+    centres = (torch.arange(size, dtype=points.dtype, device=points.device) + 0.5) * (resolution / size)
+    d = (centres.view(1, 1, -1) - points[..., None]) * (size / resolution)  # (N, K, 2, size), map pixels
+    g = torch.exp(-0.5 * (d / sigma) ** 2)
+    return g[:, :, 1, :, None] * g[:, :, 0, None, :]
 
-    def __init__(self, cfg: GeneratorConfig, layout: ParameterLayout = LAYOUT):
+
+class Generator(nn.Module):
+    """G: (N, P) parameters -> (N, 3, R, R) images in [0, 1]. ``rig``: the rig whose renders G
+    imitates; needed with ``cfg.landmark_maps`` (default: the built-in rig)."""
+
+    def __init__(self, cfg: GeneratorConfig, layout: ParameterLayout = LAYOUT, rig=None):
         super().__init__()
         self.cfg = cfg
+        self.rig = None
+        if cfg.landmark_maps:
+            from core.rig import load_rig
+
+            self.rig = rig or load_rig(layout=layout)
+            self.n_landmarks = len(self.rig.landmark_vertices)
         self.n_params = len(layout)
         lo = np.asarray(layout.lo, np.float32)
         span = np.asarray(layout.hi, np.float32) - lo
         span[span == 0] = 1.0
         self.register_buffer("lo", torch.from_numpy(lo).view(1, -1, 1, 1))
         self.register_buffer("inv_span", torch.from_numpy(1.0 / span).view(1, -1, 1, 1))
-        layers: list[nn.Module] = []
-        cin = self.n_params
+        self.blocks = nn.ModuleList()
+        self.map_sizes: list[int] = []  # per block: the input size that gets the maps (0: none)
+        cin, size_in = self.n_params, 1
         sched = cfg.schedule()
         for i, (stride, size) in enumerate(sched):
             last = i == len(sched) - 1
+            maps = cfg.landmark_maps and cfg.maps_min_size <= size_in <= cfg.maps_max_size
+            self.map_sizes.append(size_in if maps else 0)
             cout = 3 if last else cfg.width(size)
-            layers.append(_upsample_layer(cin, cout, stride))
+            layers: list[nn.Module] = [_upsample_layer(cin + (self.n_landmarks if maps else 0), cout, stride)]
             if not last:
                 if size >= cfg.norm_min_size:
                     layers.append(nn.InstanceNorm2d(cout, affine=True))
                 layers.append(nn.ReLU(inplace=True))
-            cin = cout
-        self.net = nn.Sequential(*layers)
+            self.blocks.append(nn.Sequential(*layers))
+            cin, size_in = cout, size
+
+    def landmarks(self, params: torch.Tensor) -> torch.Tensor:
+        """(N, 68, 2) the rig's landmarks of ``params`` in pixels of G's output."""
+        return self.rig.landmarks_2d(params, self.cfg.resolution)
 
     def forward(self, params: torch.Tensor) -> torch.Tensor:
         x = params.reshape(params.shape[0], self.n_params, 1, 1)
         x = (x - self.lo) * self.inv_span
-        return torch.sigmoid(self.net(x))
+        points = self.landmarks(params) if self.rig is not None else None
+        for block, map_size in zip(self.blocks, self.map_sizes):
+            if map_size:
+                maps = landmark_maps(points, map_size, self.cfg.resolution, self.cfg.map_sigma)
+                x = torch.cat([x, maps.to(x.dtype)], 1)
+            x = block(x)
+        return torch.sigmoid(x)
 
 
-def build_generator(cfg: GeneratorConfig | None = None, layout: ParameterLayout = LAYOUT) -> Generator:
-    """A freshly initialised G for ``cfg`` (default: 128x128) over ``layout``."""
-    return Generator(cfg or GeneratorConfig(), layout)
+def build_generator(cfg: GeneratorConfig | None = None, layout: ParameterLayout = LAYOUT, rig=None) -> Generator:
+    """A freshly initialised G for ``cfg`` (default: 128x128) over ``layout`` (and ``rig``, for
+    landmark maps; default: the built-in rig)."""
+    return Generator(cfg or GeneratorConfig(), layout, rig)
 
 
 def count_parameters(module: nn.Module) -> int:

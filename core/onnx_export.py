@@ -16,7 +16,8 @@ def export_checked(module, inputs: tuple, path, input_names, output_names, meta:
                    tol: float = 1e-4) -> tuple[Path, float]:
     """Export ``module`` called on ``inputs`` (torch tensors with a batch axis); returns
     (path, max abs difference between ONNX Runtime and torch on ``inputs``), and raises, leaving
-    nothing at ``path``, when that difference exceeds ``tol``."""
+    nothing at ``path``, when that difference exceeds ``tol``. The trace sees the first item
+    alone and the check the whole batch, so a batch size frozen into the graph is caught."""
     import onnx
     import onnxruntime as ort
     import torch
@@ -27,7 +28,7 @@ def export_checked(module, inputs: tuple, path, input_names, output_names, meta:
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # shapes are static per model (crop size, layout): the tracer's notes on them are expected
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module, inputs, str(tmp), dynamo=False, opset_version=17, input_names=list(input_names),
+        torch.onnx.export(module, tuple(x[:1] for x in inputs), str(tmp), dynamo=False, opset_version=17, input_names=list(input_names),
                           output_names=list(output_names), dynamic_axes=axes)
         model = onnx.load(str(tmp))
         for key, value in meta.items():

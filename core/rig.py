@@ -346,7 +346,7 @@ def _pose_matrices(rig: Rig, local, xp, bones=None):
     """Blender's pose chain: pose = parent_pose @ (parent_rest^-1 @ rest) @ T(loc) R(rot) S(scale).
 
     ``local`` holds the bones ``bones`` (default all), a set closed under taking parents."""
-    n, b = local.shape[:2]
+    b = local.shape[1]
     bones = np.arange(len(rig.bone_names)) if bones is None else np.asarray(bones)
     modes = [rig.bone_rotation_modes[i] for i in bones]
     loc, rot, scale = local[..., 0:3], local[..., 3:6] * (math.pi / 180.0), local[..., 6:9]
@@ -362,7 +362,7 @@ def _pose_matrices(rig: Rig, local, xp, bones=None):
     heads = rig.bone_heads[bones]
     offset = heads - np.where(parents[:, None] >= 0, rig.bone_heads[parents], 0.0)
     t = loc + xp.asarray(offset, local)
-    bottom = xp.asarray(np.broadcast_to([0.0, 0.0, 0.0, 1.0], (n, b, 1, 4)), local)
+    bottom = xp.cat([xp.zeros_like(t), xp.ones_like(t[..., :1])], -1)[..., None, :]  # (N, B, 1, 4) [0 0 0 1]
     local_m = xp.cat([xp.cat([rs, t[..., None]], -1), bottom], -2)  # (N, B, 4, 4)
     position = {int(bone): k for k, bone in enumerate(bones)}
     out = {}

@@ -227,12 +227,13 @@ def save_generator(g, path, rig_hash: str | None, layout: ParameterLayout = LAYO
                             "meta": generator_meta(g.cfg, layout, rig_hash), "model": state, **(extra or {})}, path)
 
 
-def load_generator(path, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None):
+def load_generator(path, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None, rig=None):
     """(G on the CPU, checkpoint dict) from a training checkpoint or :func:`save_generator`'s
-    file, checked against layout and rig."""
+    file, checked against layout and rig (``rig``: the rig object, which a G with landmark maps
+    evaluates; its hash is checked; default: the built-in rig)."""
     ckpt = _read_checkpoint(path)
-    check_meta(ckpt["meta"], layout, rig_hash, where=str(path))
-    g = build_generator(GeneratorConfig(**ckpt["meta"]["config"]), layout)
+    check_meta(ckpt["meta"], layout, rig.hash if rig is not None else rig_hash, where=str(path))
+    g = build_generator(GeneratorConfig(**ckpt["meta"]["config"]), layout, rig)
     g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
     return g, ckpt
 
@@ -248,17 +249,19 @@ def resolve_device(device: str) -> torch.device:
 
 
 # --- training ------------------------------------------------------------------------------------
-def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None, *, rig_hash: str | None = None,
+def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None, *, rig=None,
                     layout: ParameterLayout = LAYOUT, device: str = "cpu", log=print,
                     stop_after: int | None = None, progress: bool = True) -> Path:
-    """Train G; returns ``out_dir/checkpoint.pt`` (resumed when present). ``rig_hash``: the current
-    rig's (default: the built-in rig's). ``stop_after``: end after that many steps of this call."""
+    """Train G; returns ``out_dir/checkpoint.pt`` (resumed when present). ``rig``: the rig the
+    dataset was rendered from (default: the built-in rig). ``stop_after``: end after that many
+    steps of this call."""
     from tqdm import tqdm
 
-    if rig_hash is None:
+    if rig is None:
         from .rig import load_rig
 
-        rig_hash = load_rig(layout=layout).hash
+        rig = load_rig(layout=layout)
+    rig_hash = rig.hash
     manifest = check_dataset(pairs_dir, layout, rig_hash)
     cfg = cfg or GeneratorTrainConfig(generator=GeneratorConfig(resolution=manifest.resolution))
     dev = resolve_device(device)
@@ -280,7 +283,7 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        g = build_generator(cfg.generator, layout)
+        g = build_generator(cfg.generator, layout, rig)
     order = Order(len(train_ds), cfg.seed)
     step, history = 0, []
     ckpt = None
@@ -293,7 +296,7 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
                              f"{meta['dataset']}); use another run folder or delete it")
         g.load_state_dict(ckpt["model"])
     elif cfg.init:
-        start, _ = load_generator(cfg.init, layout, rig_hash)
+        start, _ = load_generator(cfg.init, layout, rig=rig)
         if start.cfg != cfg.generator:
             raise ValueError(f"{cfg.init}: a G of another shape ({start.cfg} vs {cfg.generator})")
         g.load_state_dict(start.state_dict())
@@ -388,7 +391,7 @@ def main(args) -> int:
     torch.set_num_threads(args.threads)
     manifest = read_manifest(args.pairs)
     gcfg = GeneratorConfig(resolution=args.resolution or manifest.resolution, base_width=args.base_width,
-                           max_width=args.max_width)
+                           max_width=args.max_width, landmark_maps=args.landmark_maps)
     cfg = GeneratorTrainConfig(generator=gcfg, steps=args.steps, batch=args.batch, lr=args.lr,
                                lr_final=args.lr_final, loss=args.loss, region_weight=args.region_weight,
                                init=str(Path(args.init).resolve()) if args.init else None,
@@ -397,11 +400,12 @@ def main(args) -> int:
                                seed=args.seed)
     from .rig import load_rig
 
-    rig_hash = load_rig(args.rig).hash
-    ckpt = train_generator(args.pairs, args.output, cfg, rig_hash=rig_hash, device=args.device,
+    rig = load_rig(args.rig)
+    rig_hash = rig.hash
+    ckpt = train_generator(args.pairs, args.output, cfg, rig=rig, device=args.device,
                            log=lambda s: print(s, file=sys.stderr), progress=not args.quiet)
     if args.export or args.save_weights:
-        g, state = load_generator(ckpt, rig_hash=rig_hash)
+        g, state = load_generator(ckpt, rig=rig)
         trained = {"steps": state["step"], "history": state["history"][-1:],
                    "command": "python -m core " + " ".join(sys.argv[1:])}
     if args.export:

@@ -96,7 +96,7 @@ def load_chain(generator_path, parser_path, rig=None, layout: ParameterLayout = 
     from .train_generator import load_generator
 
     rig = rig or load_rig(layout=layout)
-    g, _ = load_generator(generator_path, layout, rig.hash)
+    g, _ = load_generator(generator_path, layout, rig=rig)
     parser = load_face_parser(parser_path)
     meta = getattr(parser, "meta", None) or {}
     return RenderChain(g, parser, rig, layout, size=int(meta.get("crop_size", CROP_SIZE)),

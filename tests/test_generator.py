@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from core.generator import (GeneratorConfig, build_generator, check_meta, count_parameters,
-                            generator_meta)
+                            generator_meta, landmark_maps)
 from core.layout import LAYOUT
 from core.perceptual import (ImageLoss, VGG16Features, VGGWeightsError, expected_vgg16_shapes,
                              load_vgg16, perceptual_loss, ssim)
@@ -36,6 +36,57 @@ def test_generator_shapes_and_range(resolution):
     assert y.shape == (2, 3, resolution, resolution)
     assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
     print(f"G {resolution}: {count_parameters(g):,} parameters, schedule {sched}")
+
+
+@pytest.mark.parametrize("resolution", [64, 128, 256])
+def test_landmark_maps_generator_shapes(resolution):
+    torch.manual_seed(0)
+    g = build_generator(GeneratorConfig(resolution=resolution, base_width=4, max_width=32, landmark_maps=True))
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(convs) == 8
+    inputs = [1] + [size for _, size in g.cfg.schedule()[:-1]]  # each layer's input size
+    assert g.map_sizes == [s if 8 <= s <= 64 else 0 for s in inputs]
+    assert [s for s in g.map_sizes if s][:4] == [8, 16, 32, 64]
+    for conv, size in zip(convs, g.map_sizes):  # a layer with maps takes 68 more channels
+        plain = conv.in_channels - (68 if size else 0)
+        assert plain == len(LAYOUT) if conv is convs[0] else plain in (3, 4, 8, 16, 32)
+    y = g(random_params(2))
+    assert y.shape == (2, 3, resolution, resolution) and torch.isfinite(y).all()
+
+
+def test_landmark_maps_peak_at_the_points():
+    pts = torch.tensor([[[10.3, 21.2], [33.3, 5.6]]])  # pixels of a 64 px image
+    for size in (16, 64):
+        maps = landmark_maps(pts, size, 64, sigma=1.0)
+        assert maps.shape == (1, 2, size, size)
+        for k, (x, y) in enumerate(pts[0].tolist()):
+            row, col = divmod(int(maps[0, k].argmax()), size)
+            # the brightest pixel is the one that holds the point, at the map's scale
+            assert (col, row) == (int(x * size / 64), int(y * size / 64))
+    # a point on a pixel centre gives exactly 1 there
+    assert float(landmark_maps(torch.tensor([[[4.5, 7.5]]]), 64, 64, 1.0)[0, 0, 7, 4]) == pytest.approx(1.0)
+
+
+def test_landmark_maps_follow_the_rig_and_pass_gradients():
+    """The maps are drawn at the rig's own projected landmarks, and with the 1x1 code cut off,
+    the gradient of G's image still reaches the jaw drop, through the maps alone."""
+    from core.rig import load_rig
+
+    rig = load_rig()
+    torch.manual_seed(0)
+    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=32, landmark_maps=True), rig=rig)
+    params = torch.tensor(LAYOUT.neutral()[None], dtype=torch.float32, requires_grad=True)
+    np.testing.assert_allclose(g.landmarks(params).detach().numpy(),
+                               rig.landmarks_2d(LAYOUT.neutral()[None], 64), atol=1e-3)
+    with torch.no_grad():
+        g.blocks[0][0].weight.zero_()  # the parameter code no longer reaches the image
+    jaw = LAYOUT.index["AU26"]
+    with_maps = torch.autograd.grad(g(params).sum(), params)[0]
+    assert torch.isfinite(with_maps).all() and float(with_maps[0, jaw]) != 0.0
+    plain = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=32, landmark_maps=False))
+    with torch.no_grad():
+        plain.blocks[0][0].weight.zero_()
+    assert float(torch.autograd.grad(plain(params).sum(), params)[0][0, jaw]) == 0.0  # the paper's G: none
 
 
 def test_generator_config_rejects_bad_resolution():
@@ -152,10 +203,11 @@ def test_vgg16_loader_rejects_wrong_dicts(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore")  # the legacy exporter's deprecation / tracer notes
-def test_onnx_export_matches_torch(tmp_path):
+@pytest.mark.parametrize("maps", [False, True])
+def test_onnx_export_matches_torch(tmp_path, maps):
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64)).eval()
+    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64, landmark_maps=maps)).eval()
     path = tmp_path / "g.onnx"
     torch.onnx.export(g, (random_params(1),), str(path), dynamo=False, opset_version=17,
                       input_names=["params"], output_names=["image"],

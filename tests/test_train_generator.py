@@ -37,7 +37,7 @@ def pairs_dir(tmp_path_factory, rig):
 def full_run(pairs_dir, tmp_path_factory, rig):
     out = tmp_path_factory.mktemp("grun") / "run"
     torch.set_num_threads(1)
-    ckpt = train_generator(pairs_dir, out, config(), rig_hash=rig.hash, log=lambda s: None, progress=False)
+    ckpt = train_generator(pairs_dir, out, config(), rig=rig, log=lambda s: None, progress=False)
     return out, torch.load(ckpt, weights_only=False)
 
 
@@ -58,9 +58,9 @@ def test_interrupted_run_resumes_bit_exactly(full_run, pairs_dir, tmp_path, rig)
     out = tmp_path / "run"
     torch.set_num_threads(1)
     logs = []
-    train_generator(pairs_dir, out, config(), rig_hash=rig.hash, log=logs.append, progress=False, stop_after=5)
+    train_generator(pairs_dir, out, config(), rig=rig, log=logs.append, progress=False, stop_after=5)
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 5
-    ckpt = train_generator(pairs_dir, out, config(), rig_hash=rig.hash, log=logs.append, progress=False)
+    ckpt = train_generator(pairs_dir, out, config(), rig=rig, log=logs.append, progress=False)
     assert any("resuming" in s and "step 5" in s for s in logs)
     got = torch.load(ckpt, weights_only=False)
     assert got["history"] == ref["history"]
@@ -69,7 +69,7 @@ def test_interrupted_run_resumes_bit_exactly(full_run, pairs_dir, tmp_path, rig)
         assert torch.equal(got["model"][k], ref["model"][k]), k
     # another configuration in the same folder is refused
     with pytest.raises(ValueError, match="different training configuration.*lr"):
-        train_generator(pairs_dir, out, config(lr=1e-3), rig_hash=rig.hash, log=logs.append, progress=False)
+        train_generator(pairs_dir, out, config(lr=1e-3), rig=rig, log=logs.append, progress=False)
 
 
 def test_other_rig_or_layout_is_refused(pairs_dir, tmp_path, rig):
@@ -82,7 +82,7 @@ def test_other_rig_or_layout_is_refused(pairs_dir, tmp_path, rig):
         m[field] = value
         (copy / "manifest.json").write_text(json.dumps(m))
         with pytest.raises(ValueError, match=message):
-            train_generator(copy, tmp_path / f"run_{field}", config(), rig_hash=rig.hash, progress=False)
+            train_generator(copy, tmp_path / f"run_{field}", config(), rig=rig, progress=False)
         assert not (tmp_path / f"run_{field}" / "checkpoint.pt").exists()
 
 
@@ -134,7 +134,7 @@ def test_facial_region_loss_and_warm_start(full_run, pairs_dir, tmp_path, rig):
     torch.set_num_threads(1)
     cfg = config(steps=4, region_weight=5.0, init=str(out / "checkpoint.pt"))
     logs = []
-    ckpt = torch.load(train_generator(pairs_dir, tmp_path / "warm", cfg, rig_hash=rig.hash, log=logs.append,
+    ckpt = torch.load(train_generator(pairs_dir, tmp_path / "warm", cfg, rig=rig, log=logs.append,
                                       progress=False), weights_only=False)
     assert any("starting from the weights of" in m for m in logs)
     # a warm start begins where the other run ended: its first validation is already near it
