@@ -85,7 +85,12 @@ def main(argv=None) -> int:
         from core.train_generator import load_generator
 
         generator, _ = load_generator(args.generator, rig=rig)
-    render_contact_sheet(rig, args.output, args.size, args.columns, args.seed, generator=generator)
+    report: dict = {}
+    render_contact_sheet(rig, args.output, args.size, args.columns, args.seed, generator=generator, report=report)
+    for group, m in report.items():
+        print(f"G's change from neutral points the rig's way: {group} {m['recognised']}/{m['count']} "
+              f"(chance 1/{m['count']}; mean cosine {m['cosine']:.2f})"
+              + (f"; missed: {', '.join(m['missed'])}" if m["missed"] else ""))
     seconds = time.perf_counter() - start
     n = len(sheet_entries(rig, args.seed))
     print(f"wrote {args.output}: {n} renders in {seconds:.1f} s ({seconds / n:.2f} s per tile, "

@@ -5,6 +5,9 @@ channel at full intensity, random identities, every brow style and the pose extr
 
 With a trained generator G (``--generator G.pt``) every tile is the render beside G's image of
 the same parameters, at G's resolution: the picture that says whether G draws each expression.
+The figure beside it (:func:`recognition`): per group of tiles (AUs, identities, brow styles,
+poses), how many of G's changes from the neutral face point the way of the rig's own change of
+the same tile rather than of another tile of the group (``core.metrics.change_match``).
 """
 from __future__ import annotations
 
@@ -140,22 +143,51 @@ def generated_tiles(generator, params: np.ndarray) -> list[np.ndarray]:
             for im in images]
 
 
+def tile_groups(entries) -> dict[str, list[int]]:
+    """Indices of :func:`sheet_entries` by group: AUs, identities, brow styles, poses."""
+    groups: dict[str, list[int]] = {"AUs": [], "identities": [], "brow styles": [], "poses": []}
+    for i, (title, _, _) in enumerate(entries[1:], 1):
+        key = ("AUs" if title.startswith("AU") else "identities" if title.startswith("identity")
+               else "brow styles" if title.startswith("brow") else "poses")
+        groups[key].append(i)
+    return groups
+
+
+def recognition(entries, renders, fakes) -> dict[str, dict]:
+    """Per group of tiles, :func:`core.metrics.change_match` of G's images against the renders
+    (both as changes from the neutral tile, entry 0)."""
+    from core.metrics import change_match
+
+    r = np.stack(renders).astype(np.float32) / 255
+    g = np.stack(fakes).astype(np.float32) / 255
+    out = {}
+    for name, idx in tile_groups(entries).items():
+        if idx:
+            m = change_match(g[idx] - g[0], r[idx] - r[0])
+            m["missed"] = [f"{entries[i][0]} (like {entries[idx[b]][0]})"
+                           for i, b in zip(idx, m["best"]) if idx[b] != i]
+            out[name] = m
+    return out
+
+
 def render_contact_sheet(rig, output, size: int = 256, columns: int = 8, seed: int = 0,
-                         progress: bool = True, generator=None) -> np.ndarray:
+                         progress: bool = True, generator=None, report: dict | None = None) -> np.ndarray:
     """Render every tile of :func:`sheet_entries`, write the sheet PNG to ``output``, return it.
     ``generator``: a G (``core.generator``) of this rig; each tile then shows render | G at G's
-    resolution (``size`` is ignored)."""
+    resolution (``size`` is ignored), and ``report`` (a dict, if given) receives
+    :func:`recognition`'s figures."""
     entries = sheet_entries(rig, seed)
     if generator is not None:
         size = generator.cfg.resolution
         fakes = generated_tiles(generator.eval(), np.stack([p for _, _, p in entries]))
     scene, arm_obj = setup_scene(rig, size)
-    tiles = []
+    tiles, renders = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (title, description, params) in enumerate(
                 tqdm(entries, desc="rendering", unit="tile", file=sys.stderr, disable=not progress)):
             img = render_tile(scene, arm_obj, params, Path(tmp) / f"tile{i:03d}.png")
             if generator is not None:
+                renders.append(img)
                 tiles.append(labelled(np.hstack([img, fakes[i]]), title, "render | G"))
                 continue
             tiles.append(labelled(img, title, description))
@@ -163,6 +195,8 @@ def render_contact_sheet(rig, output, size: int = 256, columns: int = 8, seed: i
                 points = rig.landmarks_2d(params, size)[0]
                 tiles.append(labelled(draw_landmarks(img, points), "neutral + landmarks",
                                       "68 iBUG points projected by core"))
+    if generator is not None and report is not None:
+        report.update(recognition(entries, renders, fakes))
     sheet = compose(tiles, columns)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

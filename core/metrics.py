@@ -181,3 +181,22 @@ def format_report(report: dict) -> str:
                  f"pose on {report['n_pose_frames']}); means over "
                  f"{mean['n_icc']}/{len(report['per_au'])} AUs with a defined ICC")
     return "\n".join(lines)
+
+
+def change_match(generated, rendered) -> dict:
+    """How recognisable G's changes are: ``generated`` and ``rendered`` (N, ...) hold, for N
+    items (e.g. one AU each at full intensity), G's image and the rig's render of each item minus
+    the same of a common reference (the neutral face). Item i counts as recognised when G's
+    change is closer in direction (cosine) to the rig's change of item i than to that of any
+    other item. Returns ``{"recognised": count, "count": N, "cosine": mean matching cosine,
+    "best": per item the index of the closest render}``; chance is 1 in N."""
+    g = np.asarray(generated, np.float64).reshape(len(generated), -1)
+    r = np.asarray(rendered, np.float64).reshape(len(rendered), -1)
+    if g.shape != r.shape:
+        raise ValueError(f"generated {g.shape} and rendered {r.shape} differ in shape")
+    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
+    cos = g @ r.T
+    best = cos.argmax(1)
+    return {"recognised": int((best == np.arange(len(g))).sum()), "count": len(g),
+            "cosine": float(np.diag(cos).mean()), "best": best.tolist()}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core.layout import FACS_SCALE, LAYOUT
-from core.metrics import au_report, format_report, icc31, mae, pearson
+from core.metrics import au_report, change_match, format_report, icc31, mae, pearson
 
 
 def test_icc31_hand_computed_5x2():
@@ -175,3 +175,16 @@ def test_format_report_is_a_fixed_width_table():
     assert "pose MAE (deg): yaw" in text and "frames: 40" in text
     nan_text = format_report(au_report(LAYOUT.neutral(5), LAYOUT.neutral(5), codes=(1,)))
     assert "nan" in nan_text
+
+
+def test_change_match_counts_the_items_whose_change_points_their_own_way():
+    rng = np.random.default_rng(0)
+    rendered = rng.normal(size=(5, 4, 4, 3))
+    same = change_match(2.0 * rendered + 0.01 * rng.normal(size=rendered.shape), rendered)  # scale is ignored
+    assert same["recognised"] == 5 and same["count"] == 5 and same["best"] == [0, 1, 2, 3, 4]
+    assert same["cosine"] == pytest.approx(1.0, abs=1e-3)
+    order = [1, 2, 3, 4, 0]
+    swapped = change_match(rendered[order], rendered)
+    assert swapped["recognised"] == 0 and swapped["best"] == order
+    with pytest.raises(ValueError, match="shape"):
+        change_match(rendered[:, :2], rendered)
