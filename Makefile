@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test contact-sheet pairs bench bench-render bench-tracker bench-bake train-landmarks clean
+.PHONY: demo test contact-sheet pairs bench bench-render bench-tracker bench-bake train-landmarks train-generator \
+	generator-sheet clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,16 @@ bench-tracker: $(STAMP)
 train-landmarks: $(STAMP)
 	$(BIN)/python -m core train-landmarks -o runs/landmarks --steps 20000 --threads 2 \
 		--export core/models/landmarks.onnx --save-checkpoint core/models/landmarks.pt
+
+# Reproduces the shipped generator (core/models/generator.pt): 20,480 pairs, then ~1 h on 2 cores
+train-generator: $(STAMP)
+	$(BIN)/python -m addon render-pairs data/pairs128 --count 20480 --size 128 --masks
+	$(BIN)/python -m core train-generator data/pairs128 -o runs/g128 --steps 3000 --batch 16 --lr 5e-4 \
+		--lr-final 0.05 --region-weight 5 --threads 2 --save-weights core/models/generator.pt
+
+# Every AU, identity, brow style and pose: the rig's render beside the shipped G's image
+generator-sheet: $(STAMP)
+	$(BIN)/python -m addon contact-sheet -o out/generator_sheet.png --generator core/models/generator.pt --columns 6
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

@@ -285,7 +285,7 @@ def train_regressor(crops_paths, out_dir, generator_path, parser_path, cfg: Regr
             step += 1
             done_here += 1
             for k, v in terms.items():
-                running.setdefault(k, []).append(float(v.mean()))
+                running.setdefault(k, []).append(float(v.detach().mean()))
             running.setdefault("total", []).append(float(total.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{float(total.detach()):.4f}")

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from addon.bench import (HEADERS, ROW_NAMES, Row, Unavailable, bar_chart, format_markdown, format_table,
+from addon.bench import (GENERATOR_PT, HEADERS, ROW_NAMES, Row, Unavailable, bar_chart, format_markdown, format_table,
                          run_row, unavailable_text)
 from conftest import ROOT
 
@@ -95,12 +95,17 @@ def test_bench_command_tiny_writes_every_row(tmp_path):
     for name in ROW_NAMES:
         assert f"| {name} |" in md, name
         assert name.split(",")[0] in done.stdout
-    assert "not available (image path not built" in md
     data = json.loads((out / "bench.json").read_text())
     assert [r["name"] for r in data["rows"]] == list(ROW_NAMES)
     # the parts that exist in this repository measure something
     by_name = {r["name"]: r for r in data["rows"]}
     for name in ROW_NAMES[1:5]:
         assert by_name[name]["ok"], (name, by_name[name]["figure"])
+    # the image path's row measures the shipped G (and says so when there is none)
+    image = by_name["6 image path"]
+    if GENERATOR_PT.is_file():
+        assert image["ok"] and "images/s" in image["figure"], image["figure"]
+    else:
+        assert "not available (image path not built" in md
     for png in ("estimator_per_au.png", "recovery_per_au.png", "au_curves.png"):
         assert (out / png).is_file() and f"({png})" in md
