@@ -294,7 +294,7 @@ def row_image_path(p: dict, state: dict) -> Row:
     render = state.get("render_steady")
     comparison = (f"the rig rendered by Workbench: {render:.1f} pairs/s (row 2, steady)" if render
                   else "the rig rendered by Workbench: see row 2")
-    ratio = f"G {g_rate / render:.0f}x the renderer" if render else ""
+    ratio = f"G {g_rate / render:.2g}x the renderer" if render else ""
     return Row("", f"G {g_rate:.0f} images/s at {g.cfg.resolution} px (torch, CPU, batch 32); F_seg + R "
                    f"{e_rate:.0f} faces/s ({chain.size} px crops, ONNX Runtime, 2 threads, batch 64)",
                comparison, ratio, extra={"generator_rate": g_rate, "estimator_rate": e_rate})
