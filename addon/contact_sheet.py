@@ -137,10 +137,11 @@ def generated_tiles(generator, params: np.ndarray) -> list[np.ndarray]:
     """G's images of ``params`` (N, P) as BGR uint8 tiles."""
     import torch
 
+    from core.overlay import to_bgr8
+
     with torch.no_grad():
         images = generator(torch.as_tensor(np.asarray(params, np.float32)))
-    return [np.ascontiguousarray((im.permute(1, 2, 0).numpy()[:, :, ::-1] * 255 + 0.5).astype(np.uint8))
-            for im in images]
+    return [to_bgr8(im) for im in images]
 
 
 def tile_groups(entries) -> dict[str, list[int]]:

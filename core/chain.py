@@ -92,8 +92,8 @@ class RenderChain(nn.Module):
 
     def generate(self, params: torch.Tensor) -> torch.Tensor:
         """G's images of ``params`` (N, P), aligned like the real crops: (N, 3, size, size)."""
-        images = self.generator(params)
         lm = self.rig.landmarks_2d(params.double(), self.resolution)
+        images = self.generator(params, lm.to(params.dtype))
         transform = tuple(t.to(images.dtype) for t in crop_transform(lm, self.size, self.eye_distance))
         return warp_to_crop(images, transform, self.size)
 

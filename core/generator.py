@@ -25,13 +25,14 @@ narrowest widths. Widths depend on a layer's output size ``s`` only:
 Instance normalisation over a 2x2 map keeps little besides the per-channel mean that it
 removes, so layers whose output is smaller than ``norm_min_size`` (default 4) use ReLU alone.
 
-Landmark maps (``landmark_maps``, on by default; this project's addition to the paper's G): the rig's own
-68 landmarks of the same parameters (``core.rig``, exact and differentiable), projected into
-the render, are drawn as one Gaussian map per landmark (sigma ``map_sigma`` pixels of the map)
-and concatenated to the input of every layer whose input is ``maps_min_size`` .. ``maps_max_size``
-pixels (8 .. 64: at 128 px, the layers that make 16x16 .. 128x128; the last, stride-1 layer goes
-without, which keeps the cost of a step about that of the paper's G). The paper's stack has to learn from a 1x1 code where
-a brow or a lip corner goes, which an expression moves by a few pixels out of 128; with the
+Landmark maps (``landmark_maps``, on by default; this project's addition to the paper's G):
+the rig's own 68 landmarks of the same parameters (``core.rig``, exact and differentiable),
+projected into the render, are drawn as one Gaussian map per landmark (sigma ``map_sigma``
+pixels of the map) and concatenated to the input of every layer whose input is
+``maps_min_size`` .. ``maps_max_size`` pixels (8 .. 64: at 128 px, the layers that make
+16x16 .. 128x128; the last, stride-1 layer goes without, which keeps the cost of a step about
+that of the paper's G). The paper's stack has to learn from a 1x1 code where a brow or a lip
+corner goes, which an expression moves by a few pixels out of 128; with the
 maps, each layer is told where the landmarks are at its own scale, and its convolutions only
 have to draw what lies around them. The gradient reaches the parameters through the maps too.
 
@@ -143,10 +144,13 @@ class Generator(nn.Module):
         """(N, 68, 2) the rig's landmarks of ``params`` in pixels of G's output."""
         return self.rig.landmarks_2d(params, self.cfg.resolution)
 
-    def forward(self, params: torch.Tensor) -> torch.Tensor:
+    def forward(self, params: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
+        """``points``: the rig's landmarks of ``params`` (:meth:`landmarks`), when the caller
+        has them already; otherwise G evaluates them (landmark maps only)."""
         x = params.reshape(params.shape[0], self.n_params, 1, 1)
         x = (x - self.lo) * self.inv_span
-        points = self.landmarks(params) if self.rig is not None else None
+        if self.rig is not None and points is None:
+            points = self.landmarks(params)
         for block, map_size in zip(self.blocks, self.map_sizes):
             if map_size:
                 maps = landmark_maps(points, map_size, self.cfg.resolution, self.cfg.map_sigma)

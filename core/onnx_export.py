@@ -28,8 +28,8 @@ def export_checked(module, inputs: tuple, path, input_names, output_names, meta:
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # shapes are static per model (crop size, layout): the tracer's notes on them are expected
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module, tuple(x[:1] for x in inputs), str(tmp), dynamo=False, opset_version=17, input_names=list(input_names),
-                          output_names=list(output_names), dynamic_axes=axes)
+        torch.onnx.export(module, tuple(x[:1] for x in inputs), str(tmp), dynamo=False, opset_version=17,
+                          input_names=list(input_names), output_names=list(output_names), dynamic_axes=axes)
         model = onnx.load(str(tmp))
         for key, value in meta.items():
             entry = model.metadata_props.add()

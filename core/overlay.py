@@ -65,6 +65,12 @@ def write_image(path, image_bgr: np.ndarray) -> Path:
     return path
 
 
+def to_bgr8(image_rgb) -> np.ndarray:
+    """(3, H, W) RGB floats in [0, 1] (numpy, or a CPU torch tensor) -> (H, W, 3) BGR uint8."""
+    a = np.clip(np.asarray(image_rgb, np.float32), 0.0, 1.0).transpose(1, 2, 0)[:, :, ::-1]
+    return np.ascontiguousarray((a * 255 + 0.5).astype(np.uint8))
+
+
 def tile_grid(rows, gap: int = 2) -> np.ndarray:
     """One uint8 image of ``rows`` (lists of equally sized (H, W, 3) uint8 tiles), white gaps."""
     h, w = rows[0][0].shape[:2]

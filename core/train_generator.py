@@ -203,12 +203,9 @@ def feature_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
 
 def write_grid(path, rendered: torch.Tensor, generated: torch.Tensor, gap: int = 2) -> Path:
     """PNG: one row per pair, rendered | generated; written atomically."""
-    from .overlay import tile_grid, write_image
+    from .overlay import tile_grid, to_bgr8, write_image
 
-    def tile(img):
-        return (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)[:, :, ::-1]
-
-    return write_image(path, tile_grid([[tile(a), tile(b)] for a, b in zip(rendered, generated)], gap))
+    return write_image(path, tile_grid([[to_bgr8(a), to_bgr8(b)] for a, b in zip(rendered, generated)], gap))
 
 
 # --- checkpoints -------------------------------------------------------------------------------
