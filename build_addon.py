@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-CORE_RUNTIME = ("__init__.py", "layout.py", "rig.py", "rigspec.py", "performance.py", "pairs.py", "skinning.py",
+CORE_RUNTIME = ("__init__.py", "layout.py", "rig.py", "rig_identity.py", "rigspec.py", "performance.py", "pairs.py", "skinning.py",
                 "atomic.py", "filters.py", "keyframes.py", "tracking_io.py", "quiet.py",
                 "retarget.py")
 # what the tracker adds to CORE_RUNTIME (bundled only with --wheels: it needs the wheels)

@@ -45,7 +45,7 @@ def key_performance(arm_obj, perf, layout=LAYOUT, channels=None, action_name: st
 
 
 def _clip_key(rig, perf, look: dict) -> str:
-    h = hashlib.sha256(rig.hash.encode())
+    h = hashlib.sha256(rig.identity.encode())
     h.update(np.ascontiguousarray(perf.params, np.float64).tobytes())
     h.update(repr((CLIP_SIZE, sorted(look.items()))).encode())
     return h.hexdigest()[:16]
@@ -105,7 +105,7 @@ def render_clip(rig, perf, path: Path, progress: bool = True, engine: str = "wor
             writer.release()
             frame_png.unlink(missing_ok=True)
     meta_path.write_text(json.dumps({"key": key, "fps": perf.fps, "frames": len(perf.params),
-                                     "offset_px": [left, 0], "rig_hash": rig.hash, **look}, indent=1))
+                                     "offset_px": [left, 0], "rig_identity": rig.identity, **look}, indent=1))
     return path
 
 

@@ -12,6 +12,7 @@
     python -m core eval-landmarks [--model M.onnx] [--n 2000] [--jitter 0.0]
     python -m core eval-image IMAGE.onnx CROPS.npz
     python -m core eval-dataset disfa|bp4d ROOT [--model M.onnx] [--max-frames N] [--step N] [--json OUT]
+    python -m core restamp MODEL... [--rig SPEC.toml]
 """
 from __future__ import annotations
 
@@ -196,6 +197,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=2000, help="held-out faces (default 2000)")
     ev.add_argument("--seed", type=int, default=12345)
     ev.add_argument("--jitter", type=float, default=0.0, help="landmark noise, in inter-ocular units")
+
+    rs = commands.add_parser("restamp", help="renew the rig stamp of models shown to be made for the loaded rig "
+                                             "(fingerprint within tolerance, or an earlier au2rig's hash of it)")
+    rs.add_argument("files", nargs="+", help="model files (.onnx, .pt)")
+    rs.add_argument("--rig", help="rig spec (default: the built-in BDFM)")
     return parser
 
 
@@ -304,6 +310,11 @@ def main(argv=None) -> int:
         code = train_parser_main(args)
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         return code
+
+    if args.command == "restamp":
+        from .restamp import main as restamp_main
+
+        return restamp_main(args)
 
     if args.command == "eval-landmarks":
         from .estimator import DEFAULT_ONNX, OnnxEstimator, heldout_set

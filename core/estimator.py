@@ -39,6 +39,7 @@ from .checkpoints import read_checkpoint, save_checkpoint
 from .align import apply_similarity, five_points, roll_degrees, similarity, template
 from .layout import LAYOUT, OPPOSED, ParameterLayout
 from .rig import Rig, load_rig
+from .rig_identity import check_rig, stamp
 
 CHECKPOINT_FORMAT = "au2rig-landmark-estimator"
 CHECKPOINT_VERSION = 1
@@ -299,7 +300,7 @@ SUPERVISED_WEIGHTS = {"pose": 1.0, "au": 10.0, "identity": 1.0, "brow": 0.05}
 
 # --- checkpoints ----------------------------------------------------------------------------
 def model_fields(layout: ParameterLayout, rig: Rig) -> dict:
-    return {"layout_version": layout.version, "channels": list(layout.names), "rig": rig.name, "rig_hash": rig.hash}
+    return {"layout_version": layout.version, "channels": list(layout.names), **stamp(rig)}
 
 
 def check_compatible(meta: dict, source: str, layout: ParameterLayout = LAYOUT, rig: Rig | None = None) -> None:
@@ -309,9 +310,7 @@ def check_compatible(meta: dict, source: str, layout: ParameterLayout = LAYOUT, 
         raise ValueError(f"{source}: made for parameter layout {meta.get('layout_version')!r} "
                          f"({len(meta.get('channels', []))} channels); this is layout {layout.version!r} "
                          f"({len(layout)} channels)")
-    if meta.get("rig_hash") != rig.hash:
-        raise ValueError(f"{source}: made for rig {meta.get('rig')!r} with hash {meta.get('rig_hash')!r}; "
-                         f"the loaded rig {rig.name!r} has hash {rig.hash!r}")
+    check_rig(meta, rig, source)
 
 
 def save_weights(net, path, cfg: TrainConfig, layout: ParameterLayout = LAYOUT, rig: Rig | None = None,
@@ -342,7 +341,7 @@ def synthetic_set(cfg: TrainConfig, rig: Rig, cache: Path | None, layout: Parame
     """Parameters, 3-D landmarks and the actors' neutral reference landmarks of the synthetic
     training faces (deterministic for the seed; cached in ``cache`` so resuming does not rebuild them)."""
     key = json.dumps({"samples": cfg.samples, "seed": cfg.seed, "sampling": asdict(cfg.sampling),
-                      "rig_hash": rig.hash, "layout": layout.version, "reference": 1}, sort_keys=True)
+                      "rig_identity": rig.identity, "layout": layout.version, "reference": 1}, sort_keys=True)
     if cache is not None and cache.is_file():
         with np.load(cache) as data:
             if str(data["key"]) == key:

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from core.layout import LAYOUT, ParameterLayout
+from core.rig_identity import check_rig, stamp
 
 RESOLUTIONS = (64, 128, 256)
 N_LAYERS = 8
@@ -169,14 +170,14 @@ def count_parameters(module: nn.Module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def generator_meta(cfg: GeneratorConfig, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None) -> dict:
-    """What a G checkpoint records about its inputs: layout version, channel names, rig hash, config."""
+def generator_meta(cfg: GeneratorConfig, layout: ParameterLayout = LAYOUT, rig=None) -> dict:
+    """What a G checkpoint records about its inputs: layout version, channel names, the rig's
+    stamp (identity and fingerprint, :func:`core.rig_identity.stamp`; none without ``rig``), config."""
     return {"layout_version": layout.version, "channels": list(layout.names),
-            "rig_hash": rig_hash, "config": asdict(cfg)}
+            **(stamp(rig) if rig is not None else {}), "config": asdict(cfg)}
 
 
-def check_meta(meta: dict, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None,
-               where: str = "checkpoint") -> None:
+def check_meta(meta: dict, layout: ParameterLayout = LAYOUT, rig=None, where: str = "checkpoint") -> None:
     """Refuse a checkpoint made for another layout or rig, naming what differs."""
     if meta.get("layout_version") != layout.version:
         raise ValueError(f"{where}: layout version {meta.get('layout_version')!r}, "
@@ -187,5 +188,5 @@ def check_meta(meta: dict, layout: ParameterLayout = LAYOUT, rig_hash: str | Non
             raise ValueError(f"{where}: {len(names)} channels, the layout has {len(layout)}")
         i = next(k for k, (a, b) in enumerate(zip(names, layout.names)) if a != b)
         raise ValueError(f"{where}: channel {i} is {names[i]!r}, the layout has {layout.names[i]!r}")
-    if rig_hash is not None and meta.get("rig_hash") != rig_hash:
-        raise ValueError(f"{where}: made for rig {meta.get('rig_hash')!r}, this rig is {rig_hash!r}")
+    if rig is not None:
+        check_rig(meta, rig, where, "generator")

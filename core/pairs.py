@@ -5,9 +5,10 @@ Pure numpy (no ``bpy``): sampling, the on-disk format, atomic writes, resume boo
 
 On disk (one folder)::
 
-    manifest.json        format version, rig name + content hash, the mesh level of detail the
-                         images were rendered at (render_lod, render_hash: LOD k of that rig;
-                         0 = the rig itself), layout version + channel names, resolution,
+    manifest.json        format version, rig name, identity and fingerprint (core.rig_identity),
+                         the mesh level of detail the images were rendered at (render_lod,
+                         render_identity: LOD k of that rig; 0 = the rig itself), layout
+                         version + channel names, resolution,
                          engine, camera, seed, count, chunk size, sampling and randomisation
                          options, masks, split; "complete" once finished
     images/000123.png    RGB, 8 bit, resolution x resolution
@@ -44,9 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from .layout import LAYOUT, ParameterLayout
+from .rig_identity import RigMismatchError, check_rig
 
 FORMAT = "au2rig-pairs"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rig identities (inputs) replace the CPU-dependent content hashes of 1
 BACKGROUND = 255  # mask label of pixels that show no region of the rig
 ENGINES = ("workbench", "cycles")
 VAL = 1  # split.npy value of validation pairs (0 = train)
@@ -191,7 +193,7 @@ def split_of(seed: int, indices, val_fraction: float) -> np.ndarray:
 
 # --- manifest -----------------------------------------------------------------------------
 # Fields that must agree for a run to resume into an existing folder.
-IDENTITY_FIELDS = ("format_version", "rig_name", "rig_hash", "render_lod", "render_hash", "layout_version",
+IDENTITY_FIELDS = ("format_version", "rig_name", "rig_identity", "render_lod", "render_identity", "layout_version",
                    "channels", "resolution",
                    "engine", "engine_options", "camera", "seed", "count", "chunk_size", "sampling",
                    "randomization", "masks", "regions", "val_fraction")
@@ -200,7 +202,7 @@ IDENTITY_FIELDS = ("format_version", "rig_name", "rig_hash", "render_lod", "rend
 @dataclass
 class Manifest:
     rig_name: str
-    rig_hash: str
+    rig_identity: str
     layout_version: str
     channels: list
     resolution: int
@@ -224,7 +226,10 @@ class Manifest:
     rig_source: str = ""
     software: dict = field(default_factory=dict)
     render_lod: int = 0  # images show LOD k of the rig (0: the rig's own mesh); landmarks are the rig's
-    render_hash: str = ""  # content hash of the mesh rendered (= rig_hash at LOD 0)
+    render_identity: str = ""  # identity of the mesh rendered (= rig_identity at LOD 0)
+    # computed numbers of the rig (core.rig_identity.fingerprint): compared under a tolerance,
+    # so not an identity field
+    rig_fingerprint: list = field(default_factory=list)
 
     @classmethod
     def for_rig(cls, rig, *, resolution: int, engine: str, seed: int, count: int, chunk_size: int = 16,
@@ -237,14 +242,15 @@ class Manifest:
         camera = {"location": list(map(float, cam.location)), "look_at": list(map(float, cam.look_at)),
                   "lens_mm": float(cam.lens_mm), "sensor_mm": float(cam.sensor_mm),
                   "focal_px": float(cam.focal_px(resolution))}
-        return cls(rig_name=rig.name, rig_hash=rig.hash, rig_source=str(rig.source),
+        return cls(rig_name=rig.name, rig_identity=rig.identity, rig_fingerprint=list(rig.fingerprint),
+                   rig_source=str(rig.source),
                    layout_version=rig.layout.version, channels=list(rig.layout.names),
                    resolution=int(resolution), engine=engine, camera=camera, seed=int(seed), count=int(count),
                    chunk_size=int(chunk_size), engine_options=dict(engine_options or {}),
                    sampling=_jsonable(asdict(sampling)), randomization=asdict(randomization),
                    masks=bool(masks), regions=list(rig.regions), val_fraction=float(val_fraction),
                    randomization_columns=list(draw_columns(rig.regions)), software=dict(software or {}),
-                   render_lod=int(render_rig.lod), render_hash=render_rig.hash)
+                   render_lod=int(render_rig.lod), render_identity=render_rig.identity)
 
     @property
     def n_chunks(self) -> int:
@@ -260,11 +266,13 @@ class Manifest:
     def from_dict(cls, d: dict, where: str = "manifest") -> "Manifest":
         if d.get("format") != FORMAT:
             raise PairsError(f"{where}: not a pairs dataset (format {d.get('format')!r}, expected {FORMAT!r})")
+        if d.get("format_version") == 1:
+            raise PairsError(f"{where}: written by an earlier au2rig (format_version 1), whose rig hash "
+                             f"{d.get('rig_hash')!r} depended on the CPU that computed it; render the "
+                             f"dataset again into a new folder (python -m addon render-pairs ...)")
         if d.get("format_version") != FORMAT_VERSION:
             raise PairsError(f"{where}: format_version {d.get('format_version')!r} is not supported "
                              f"(this code reads {FORMAT_VERSION})")
-        if "render_lod" not in d:  # written before levels of detail: the rig's own mesh
-            d = dict(d, render_lod=0, render_hash=d.get("rig_hash", ""))
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -273,6 +281,10 @@ class Manifest:
             return cls(**d)
         except TypeError as e:
             raise PairsError(f"{where}: {e}") from None
+
+    def rig_stamp(self) -> dict:
+        """The rig's stamp, as :func:`core.rig_identity.check_rig` reads it."""
+        return {"rig": self.rig_name, "rig_identity": self.rig_identity, "rig_fingerprint": self.rig_fingerprint}
 
     def mismatch(self, other: "Manifest") -> str | None:
         """Name and values of the first identity field that differs, or None."""
@@ -594,9 +606,12 @@ def verify(folder, rig=None, layout: ParameterLayout = LAYOUT, images: bool = Tr
         report.add(None, "layout", f"manifest layout {m.layout_version} with {len(m.channels)} channels "
                                    f"differs from this code's layout {layout.version}")
         return report
-    if rig is not None and rig.hash != m.rig_hash:
-        report.add(None, "rig", f"manifest rig hash {m.rig_hash} differs from {rig.name} {rig.hash}")
-        rig = None
+    if rig is not None:
+        try:
+            check_rig(m.rig_stamp(), rig, "manifest", "pairs dataset")
+        except RigMismatchError as e:
+            report.add(None, "rig", str(e))
+            rig = None
     if rig is not None:
         _check_render_lod(report, m, rig)
     for p in remove_temporaries_list(folder):
@@ -675,7 +690,7 @@ def verify(folder, rig=None, layout: ParameterLayout = LAYOUT, images: bool = Tr
 
 
 def _check_render_lod(report, m: Manifest, rig) -> None:
-    """The images' mesh: the rig itself (LOD 0) or its LOD ``render_lod``, by content hash."""
+    """The images' mesh: the rig itself (LOD 0) or its LOD ``render_lod``, by identity."""
     from .rig import lod_of
 
     try:
@@ -684,9 +699,9 @@ def _check_render_lod(report, m: Manifest, rig) -> None:
         report.add(None, "render LOD", f"manifest says images show LOD {m.render_lod!r} of {rig.name}, "
                                        f"which cannot be built here: {e}")
         return
-    if shown.hash != m.render_hash:
-        report.add(None, "render LOD", f"manifest render hash {m.render_hash} (LOD {m.render_lod}) differs from "
-                                       f"{rig.name} LOD {m.render_lod} {shown.hash}")
+    if shown.identity != m.render_identity:
+        report.add(None, "render LOD", f"manifest render identity {m.render_identity} (LOD {m.render_lod}) "
+                                       f"differs from {rig.name} LOD {m.render_lod} {shown.identity}")
 
 
 def remove_temporaries_list(folder) -> list[Path]:

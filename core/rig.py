@@ -12,7 +12,6 @@ The evaluator is written once over a tiny array namespace and runs on numpy
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -86,11 +85,18 @@ class Rig:
     lights: tuple[dict, ...] = ()
     extras: dict = field(default_factory=dict)
     lod: int = 0  # render level of detail of the mesh (0: the rig itself; see load_rig)
+    # what makes it "the same rig" on every machine: a hash of its inputs (core.rig_identity)
+    identity: str = ""
+
+    def __post_init__(self):
+        if not self.identity:
+            raise ValueError(f"rig {self.name!r} ({self.source}) needs an identity (build_rig derives it "
+                             f"from the spec; a rig made from arrays must name one)")
 
     def __repr__(self) -> str:
         lod = f", LOD {self.lod}" if self.lod else ""
         return (f"Rig({self.name!r}{lod}, {len(self.vertices)} vertices, {len(self.bone_names)} bones, "
-                f"hash {self.hash}, from {self.source})")
+                f"identity {self.identity}, from {self.source})")
 
     # --- derived ---------------------------------------------------------------
     @cached_property
@@ -110,16 +116,12 @@ class Rig:
         return float(np.ptp(self.vertices[skin, 2])) if len(skin) else float(np.ptp(self.vertices[:, 2]))
 
     @cached_property
-    def hash(self) -> str:
-        """Content hash over everything that changes rendered images or landmarks."""
-        h = hashlib.sha256()
-        for a in (self.vertices, self.faces, self.face_regions, self.region_colors, self.bone_parents,
-                  self.bone_heads, self.base_locals, self.basis, self.weight_index, self.weight_value,
-                  self.landmark_vertices):
-            h.update(np.ascontiguousarray(a).tobytes())
-        h.update(repr((self.bone_names, self.regions, self.coefficient_names, self.bone_rotation_modes,
-                       self.camera, self.layout.version)).encode())
-        return h.hexdigest()[:16]
+    def fingerprint(self) -> list[float]:
+        """Computed numbers compared under a tolerance where a stored rig must be this one
+        (:func:`core.rig_identity.fingerprint`)."""
+        from .rig_identity import fingerprint
+
+        return fingerprint(self)
 
     @cached_property
     def vertex_mirror(self) -> np.ndarray:
@@ -421,6 +423,6 @@ def lod_of(rig: Rig, lod: int) -> Rig:
         raise ValueError(f"{rig!r} is already a level of detail; take LODs of the full rig")
     if not str(rig.source).endswith(".toml") or not Path(rig.source).is_file():
         raise RigSpecError(f"{rig.source}: rig {rig.name!r} was not loaded from a spec; it has no levels of detail")
-    if load_rig(rig.source, rig.layout).hash != rig.hash:
+    if load_rig(rig.source, rig.layout).identity != rig.identity:
         raise RigSpecError(f"{rig.source}: changed since rig {rig.name!r} was loaded (or the rig was edited)")
     return load_rig(rig.source, rig.layout, lod)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .layout import ParameterLayout
 from .rig import LOCAL_FIELDS, LOD_FACTORS, ROTATION_MODES, Camera, Rig, RigSpecError, coefficient_names
+from .rig_identity import rig_identity, source_text
 
 N_LANDMARKS = 68
 # ``rigs`` sits beside ``core``: top-level in the repository, inside the package when vendored
@@ -172,6 +173,7 @@ def build_rig(path: Path, layout: ParameterLayout, lod: int = 0) -> Rig:
     path = Path(path)
     spec = read_spec(path)
     chk = _Checker(path)
+    parsed = spec
 
     name = chk.get(spec, "name", "spec", str)
     regions = tuple(chk.get(spec, "regions", "spec", list))
@@ -313,6 +315,9 @@ def build_rig(path: Path, layout: ParameterLayout, lod: int = 0) -> Rig:
                     float(chk.get(cam_t, "lens_mm", "camera")), float(chk.get(cam_t, "sensor_mm", "camera")),
                     int(chk.get(cam_t, "resolution", "camera")))
     lights = tuple(spec.get("light", []))
+    # the inputs that shape the arrays: spec, generator and assembly code, LOD factors, layout, LOD
+    identity = rig_identity(parsed, {f"rigs/{gen_name}.py": source_text(gen.__file__),
+                                     "core/rigspec.py": source_text(__file__)}, layout, lod, LOD_FACTORS)
 
     rig = Rig(name=name, source=str(path), layout=layout, vertices=verts, faces=faces,
               face_regions=face_regions, regions=regions, region_colors=colors,
@@ -320,7 +325,7 @@ def build_rig(path: Path, layout: ParameterLayout, lod: int = 0) -> Rig:
               bone_lengths=np.array(lengths), bone_rotation_modes=tuple(modes), base_locals=base,
               basis=basis, coefficient_names=coef_names, weight_index=w_idx, weight_value=w_val,
               landmark_vertices=lms, camera=camera, lights=lights, extras=generated.get("extras", {}),
-              lod=int(lod))
+              lod=int(lod), identity=identity)
     for a in (verts, faces, face_regions, w_idx, w_val, lms, basis, base, rig.bone_heads, rig.bone_parents):
         a.setflags(write=False)
     return rig

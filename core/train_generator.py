@@ -33,6 +33,7 @@ from .generator import GeneratorConfig, build_generator, check_meta, generator_m
 from .layout import LAYOUT, ParameterLayout
 from .pairs import PairsDataset, read_manifest
 from .perceptual import ImageLoss
+from .rig_identity import check_rig
 
 CHECKPOINT_FORMAT = "au2rig-generator-training"
 CHECKPOINT_VERSION = 1
@@ -91,7 +92,7 @@ def config_from_dict(d: dict) -> GeneratorTrainConfig:
 
 
 # --- the dataset --------------------------------------------------------------------------
-def check_dataset(folder, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None):
+def check_dataset(folder, layout: ParameterLayout = LAYOUT, rig=None):
     """The dataset's manifest, after refusing one of another layout or rig (naming the values)."""
     m = read_manifest(folder)
     if m.layout_version != layout.version:
@@ -100,9 +101,8 @@ def check_dataset(folder, layout: ParameterLayout = LAYOUT, rig_hash: str | None
     if list(m.channels) != list(layout.names):
         raise ValueError(f"{folder}: pairs dataset of another parameter layout: {len(m.channels)} channels "
                          f"vs {len(layout)} (layout {layout.version}), or the channels differ")
-    if rig_hash is not None and m.rig_hash != rig_hash:
-        raise ValueError(f"{folder}: pairs dataset of another rig: rig hash {m.rig_hash} vs {rig_hash} "
-                         f"(the current rig)")
+    if rig is not None:
+        check_rig(m.rig_stamp(), rig, str(folder), "pairs dataset")
     if not m.complete:
         raise ValueError(f"{folder}: the pairs run has not finished (resume it first)")
     return m
@@ -209,11 +209,16 @@ def write_grid(path, rendered: torch.Tensor, generated: torch.Tensor, gap: int =
 
 
 # --- checkpoints -------------------------------------------------------------------------------
+def _without_fingerprint(meta: dict) -> dict:
+    """``meta`` less the rig's fingerprint: computed floats, compared under a tolerance by check_meta."""
+    return {k: v for k, v in meta.items() if k != "rig_fingerprint"}
+
+
 def _read_checkpoint(path) -> dict:
     return read_checkpoint(path, CHECKPOINT_FORMAT, "generator")
 
 
-def save_generator(g, path, rig_hash: str | None, layout: ParameterLayout = LAYOUT, extra: dict | None = None,
+def save_generator(g, path, rig, layout: ParameterLayout = LAYOUT, extra: dict | None = None,
                    half: bool = False) -> Path:
     """G's weights alone (no optimiser state) in the checkpoint format :func:`load_generator`
     reads: what the project ships and what the image path loads. ``half``: store the floating
@@ -221,15 +226,19 @@ def save_generator(g, path, rig_hash: str | None, layout: ParameterLayout = LAYO
     state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
              for k, v in g.state_dict().items()}
     return save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                            "meta": generator_meta(g.cfg, layout, rig_hash), "model": state, **(extra or {})}, path)
+                            "meta": generator_meta(g.cfg, layout, rig), "model": state, **(extra or {})}, path)
 
 
-def load_generator(path, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None, rig=None):
+def load_generator(path, layout: ParameterLayout = LAYOUT, rig=None):
     """(G on the CPU, checkpoint dict) from a training checkpoint or :func:`save_generator`'s
     file, checked against layout and rig (``rig``: the rig object, which a G with landmark maps
-    evaluates; its hash is checked; default: the built-in rig)."""
+    evaluates; its identity and fingerprint are checked; default: the built-in rig)."""
+    if rig is None:
+        from .rig import load_rig
+
+        rig = load_rig(layout=layout)
     ckpt = _read_checkpoint(path)
-    check_meta(ckpt["meta"], layout, rig.hash if rig is not None else rig_hash, where=str(path))
+    check_meta(ckpt["meta"], layout, rig, where=str(path))
     g = build_generator(GeneratorConfig(**ckpt["meta"]["config"]), layout, rig)
     g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
     return g, ckpt
@@ -258,15 +267,14 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
         from .rig import load_rig
 
         rig = load_rig(layout=layout)
-    rig_hash = rig.hash
-    manifest = check_dataset(pairs_dir, layout, rig_hash)
+    manifest = check_dataset(pairs_dir, layout, rig)
     cfg = cfg or GeneratorTrainConfig(generator=GeneratorConfig(resolution=manifest.resolution))
     dev = resolve_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
-    meta = generator_meta(cfg.generator, layout, rig_hash)
-    meta["dataset"] = {"rig_hash": manifest.rig_hash, "resolution": manifest.resolution, "seed": manifest.seed,
+    meta = generator_meta(cfg.generator, layout, rig)
+    meta["dataset"] = {"rig_identity": manifest.rig_identity, "resolution": manifest.resolution, "seed": manifest.seed,
                        "count": manifest.count}
 
     train_ds, val_ds = PairsDataset(pairs_dir, "train"), PairsDataset(pairs_dir, "val")
@@ -287,8 +295,8 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
     if ckpt_path.is_file():
         ckpt = _read_checkpoint(ckpt_path)
         refuse_other_config(ckpt_path, ckpt["config"], cfg.to_dict())
-        check_meta(ckpt["meta"], layout, rig_hash, where=str(ckpt_path))
-        if ckpt["meta"] != meta:
+        check_meta(ckpt["meta"], layout, rig, where=str(ckpt_path))
+        if _without_fingerprint(ckpt["meta"]) != _without_fingerprint(meta):
             raise ValueError(f"{ckpt_path}: made on another dataset ({ckpt['meta'].get('dataset')} vs "
                              f"{meta['dataset']}); use another run folder or delete it")
         g.load_state_dict(ckpt["model"])
@@ -368,16 +376,16 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
 
 
 # --- export --------------------------------------------------------------------------------------
-def export_generator_onnx(g, path, layout: ParameterLayout = LAYOUT, rig_hash: str | None = None,
+def export_generator_onnx(g, path, layout: ParameterLayout = LAYOUT, rig=None,
                           extra: dict | None = None, check_n: int = 4, tol: float = 1e-4) -> tuple[Path, float]:
     """Write G as ONNX (input ``params`` (N, P), output ``image`` (N, 3, R, R)) with metadata
-    (kind "generator", layout, channels, rig hash, config), atomically; check ONNX Runtime against
+    (kind "generator", layout, channels, the rig's stamp, config), atomically; check ONNX Runtime against
     torch on random inputs. Returns (path, max abs difference); raises if it exceeds ``tol``."""
     from .onnx_export import export_checked
 
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.uniform(layout.lo, layout.hi, (check_n, len(layout))).astype(np.float32))
-    meta = {"kind": "generator", **generator_meta(g.cfg, layout, rig_hash), **(extra or {})}
+    meta = {"kind": "generator", **generator_meta(g.cfg, layout, rig), **(extra or {})}
     return export_checked(g, (x,), path, ("params",), ("image",), meta, tol)
 
 
@@ -398,7 +406,6 @@ def main(args) -> int:
     from .rig import load_rig
 
     rig = load_rig(args.rig)
-    rig_hash = rig.hash
     ckpt = train_generator(args.pairs, args.output, cfg, rig=rig, device=args.device,
                            log=lambda s: print(s, file=sys.stderr), progress=not args.quiet)
     if args.export or args.save_weights:
@@ -406,9 +413,9 @@ def main(args) -> int:
         trained = {"steps": state["step"], "history": state["history"][-1:],
                    "command": "python -m core " + " ".join(sys.argv[1:])}
     if args.export:
-        path, diff = export_generator_onnx(g, args.export, rig_hash=rig_hash, extra={"trained": trained})
+        path, diff = export_generator_onnx(g, args.export, rig=rig, extra={"trained": trained})
         print(f"exported {path} (ONNX Runtime vs torch: max difference {diff:.2g})", file=sys.stderr)
     if args.save_weights:
-        path = save_generator(g, args.save_weights, rig_hash, extra={"trained": trained}, half=True)
+        path = save_generator(g, args.save_weights, rig, extra={"trained": trained}, half=True)
         print(f"saved {path} (weights only, float16)", file=sys.stderr)
     return 0

@@ -226,7 +226,7 @@ def train_regressor(crops_paths, out_dir, generator_path, parser_path, cfg: Regr
            else train.subset(np.arange(min(len(train), cfg.val_max))))
     if len(train) < cfg.batch:
         raise ValueError(f"{len(train)} training crops, fewer than one batch of {cfg.batch}")
-    meta = {"layout_version": layout.version, "channels": list(layout.names), "rig_hash": chain.rig.hash,
+    meta = {"layout_version": layout.version, "channels": list(layout.names), "rig_identity": chain.rig.identity,
             "generator": {"path": str(Path(generator_path).resolve()), "digest": file_digest(generator_path)},
             "parser": {"path": str(Path(parser_path).resolve()), "digest": file_digest(parser_path)},
             "embedder": getattr(embedder, "name", None), "crop_size": chain.size, "eye_distance": chain.eye_distance,
@@ -242,7 +242,7 @@ def train_regressor(crops_paths, out_dir, generator_path, parser_path, cfg: Regr
     if ckpt_path.is_file():
         ckpt = read_regressor_checkpoint(ckpt_path)
         refuse_other_config(ckpt_path, ckpt["config"], cfg.to_dict())
-        for key in ("layout_version", "channels", "rig_hash", "generator", "parser", "train_count"):
+        for key in ("layout_version", "channels", "rig_identity", "generator", "parser", "train_count"):
             if ckpt["meta"].get(key) != meta[key]:
                 raise ValueError(f"{ckpt_path}: made with another {key.replace('_', ' ')} "
                                  f"({ckpt['meta'].get(key)!r} vs {meta[key]!r}); use another run folder or delete it")

@@ -123,7 +123,7 @@ def make_synthetic_rig(seed: int = 0) -> Rig:
                bone_heads=heads, bone_lengths=np.full(nb, 0.02),
                bone_rotation_modes=tuple(b[3] for b in SYNTHETIC_BONES), base_locals=base,
                basis=basis, coefficient_names=coef, weight_index=idx, weight_value=w,
-               landmark_vertices=landmarks, camera=camera, lights=lights)
+               landmark_vertices=landmarks, camera=camera, lights=lights, identity=f"synthetic-{seed}")
 
 
 def random_params(layout, rng, n: int) -> np.ndarray:

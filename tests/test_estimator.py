@@ -54,8 +54,13 @@ def test_checkpoint_loader_names_what_is_wrong(tiny_run, tmp_path):
     torch.save({**ckpt, "channels": list(LAYOUT.names[:-1])}, bad)
     with pytest.raises(ValueError, match="parameter layout"):
         load_checkpoint(bad)
-    torch.save({**ckpt, "rig_hash": "0000"}, bad)
-    with pytest.raises(ValueError, match="hash '0000'"):
+    torch.save({**ckpt, "rig_identity": "0000"}, bad)
+    with pytest.raises(ValueError, match=f"bad.pt: model made for rig 'bdfm' with identity '0000'; the loaded "
+                                         f"rig 'bdfm' .* has identity '{load_rig().identity}'"):
+        load_checkpoint(bad)
+    legacy = {k: v for k, v in ckpt.items() if k not in ("rig_identity", "rig_fingerprint")}
+    torch.save({**legacy, "rig_hash": "09c3f0db990987c8"}, bad)
+    with pytest.raises(ValueError, match="earlier au2rig .* python -m core restamp"):
         load_checkpoint(bad)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt"):
@@ -68,7 +73,7 @@ def test_onnx_runtime_matches_torch(tiny_run, tmp_path):
     net, _ = load_checkpoint(tiny_run)
     path = export_onnx(net, tmp_path / "tiny.onnx")
     est = OnnxEstimator(path)
-    assert est.kind == "landmarks" and est.meta["rig_hash"] == load_rig().hash
+    assert est.kind == "landmarks" and est.meta["rig_identity"] == load_rig().identity
     _, lm, ref = heldout_set(256, seed=5)
     pose = LAYOUT.group_slice("pose")
     for a, b in ((est(lm), predict_torch(net, lm)), (est(lm, ref), predict_torch(net, lm, ref))):

@@ -94,13 +94,13 @@ def test_generator_config_rejects_bad_resolution():
         GeneratorConfig(resolution=96)
 
 
-def test_meta_round_trip_and_refusal():
+def test_meta_round_trip_and_refusal(synthetic_rig):
     cfg = GeneratorConfig(resolution=64)
-    meta = generator_meta(cfg, LAYOUT, rig_hash="abc")
+    meta = generator_meta(cfg, LAYOUT, synthetic_rig)
     assert meta["channels"] == list(LAYOUT.names) and meta["config"]["resolution"] == 64
-    check_meta(meta, LAYOUT, rig_hash="abc")
-    with pytest.raises(ValueError, match="rig"):
-        check_meta(meta, LAYOUT, rig_hash="other")
+    check_meta(meta, LAYOUT, synthetic_rig)
+    with pytest.raises(ValueError, match="generator made for rig 'synthetic'"):
+        check_meta(dict(meta, rig_identity="other"), LAYOUT, synthetic_rig)
     bad = dict(meta, channels=list(reversed(meta["channels"])))
     with pytest.raises(ValueError, match="channel 0"):
         check_meta(bad, LAYOUT)

@@ -38,7 +38,7 @@ def nets(rig, tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("image_path")
     g = build_generator(GeneratorConfig(resolution=64, base_width=2, max_width=16), rig=rig)
-    g_path = save_generator(g, folder / "generator.pt", rig.hash)
+    g_path = save_generator(g, folder / "generator.pt", rig)
     parser = FaceParser(19).eval()
     p_path = save_face_parser(parser, folder / "parser.pt", {"crop_size": SIZE, "eye_distance": 0.3})
     return {"g": g, "parser": parser, "g_path": g_path, "p_path": p_path, "folder": folder}

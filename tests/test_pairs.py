@@ -95,7 +95,7 @@ def test_lod_rig_is_the_same_rig_with_a_coarser_mesh():
         for name in SAME_RIG:  # same parameters drive it: bones, tables, camera, regions
             a, b = getattr(full, name), getattr(lod, name)
             assert (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b), name
-        assert faces > len(lod.faces) < 1.5 * len(full.faces) / LOD_FACTORS[k] ** 2 and lod.hash != full.hash
+        assert faces > len(lod.faces) < 1.5 * len(full.faces) / LOD_FACTORS[k] ** 2 and lod.identity != full.identity
         faces = len(lod.faces)
         assert set(np.unique(lod.face_regions)) == set(range(len(lod.regions)))  # every region still drawn
         got = Skinning(lod).positions(params)  # the fast deformer works on it, like on the full rig
@@ -120,13 +120,19 @@ def test_lod_needs_a_rig_from_a_spec(synthetic_rig):
 def test_manifest_records_the_render_lod(tmp_path):
     full, lod = load_rig(), load_rig(lod=1)
     m = _manifest(full, render_rig=lod)
-    assert (m.rig_hash, m.render_lod, m.render_hash) == (full.hash, 1, lod.hash)
+    assert (m.rig_identity, m.render_lod, m.render_identity) == (full.identity, 1, lod.identity)
     plain = _manifest(full)
-    assert (plain.render_lod, plain.render_hash) == (0, full.hash)
+    assert (plain.render_lod, plain.render_identity) == (0, full.identity)
     assert plain.mismatch(m) == "render_lod is 0 there but 1 for this run"
-    legacy = plain.to_dict()  # written before levels of detail existed: the rig's own mesh
-    del legacy["render_lod"], legacy["render_hash"]
-    assert pairs.Manifest.from_dict(legacy).mismatch(plain) is None
+    # the fingerprint is computed floats: compared under a tolerance, never by mismatch()
+    nudged = pairs.Manifest.from_dict(dict(plain.to_dict(), rig_fingerprint=[v * (1 + 1e-12) for v in
+                                                                             plain.rig_fingerprint]))
+    assert nudged.mismatch(plain) is None
+    legacy = plain.to_dict()  # format 1: a CPU-dependent rig hash; told to render again
+    del legacy["rig_identity"], legacy["render_identity"], legacy["rig_fingerprint"]
+    legacy.update(format_version=1, rig_hash="ff52c9e22f001f0f", render_hash="ff52c9e22f001f0f")
+    with pytest.raises(pairs.PairsError, match="earlier au2rig .*'ff52c9e22f001f0f'.* render the dataset again"):
+        pairs.Manifest.from_dict(legacy)
 
 
 def test_lod_dataset_verifies_against_the_full_rig(tmp_path):
@@ -136,8 +142,8 @@ def test_lod_dataset_verifies_against_the_full_rig(tmp_path):
     report = pairs.verify(folder, rig=full)  # landmarks: the full rig's; images: LOD 1 of it
     assert report.ok, report.summary()
     d = json.loads((folder / "manifest.json").read_text())
-    assert (d["render_lod"], d["render_hash"]) == (1, lod.hash)
-    d["render_hash"] = "0" * 16
+    assert (d["render_lod"], d["render_identity"]) == (1, lod.identity)
+    d["render_identity"] = "0" * 16
     (folder / "manifest.json").write_text(json.dumps(d))
     report = pairs.verify(folder, rig=full)
     assert [p.what for p in report.problems] == ["render LOD"] and "LOD 1" in report.problems[0].detail
@@ -200,7 +206,7 @@ def test_manifest_round_trip(fake):
     folder, m, rig = fake
     d = json.loads((folder / "manifest.json").read_text())
     assert d["format"] == "au2rig-pairs" and d["format_version"] == pairs.FORMAT_VERSION
-    assert d["rig_hash"] == rig.hash and d["channels"] == list(LAYOUT.names) and d["complete"] is True
+    assert d["rig_identity"] == rig.identity and d["channels"] == list(LAYOUT.names) and d["complete"] is True
     for key in ("layout_version", "resolution", "engine", "camera", "seed", "count", "sampling", "randomization"):
         assert key in d
     back = pairs.read_manifest(folder)

@@ -169,5 +169,16 @@ def test_landmarks_project_inside_the_image_on_the_face(rig):
     assert lm[19, 1] < lm[37, 1] < lm[30, 1] < lm[51, 1] < lm[57, 1] < lm[8, 1]
 
 
-def test_rig_hash_is_stable(rig):
-    assert rig.hash == load_rig().hash and len(rig.hash) == 16
+def test_rig_identity_is_the_hash_of_its_inputs(rig):
+    """The identity is recomputed here from the spec and sources alone (no array is involved);
+    tests/test_rig_identity.py checks it across CPU and thread settings."""
+    from core import rigspec
+    from core.rig import DEFAULT_RIG, LOD_FACTORS
+    from core.rig_identity import rig_identity, source_text
+    from rigs import bdfm_mesh
+
+    sources = {"rigs/bdfm_mesh.py": source_text(bdfm_mesh.__file__), "core/rigspec.py": source_text(rigspec.__file__)}
+    spec = rigspec.read_spec(DEFAULT_RIG)
+    assert rig.identity == rig_identity(spec, sources, rig.layout, 0, LOD_FACTORS)
+    assert load_rig(lod=1).identity == rig_identity(spec, sources, rig.layout, 1, LOD_FACTORS) != rig.identity
+    assert len(rig.identity) == 16 and int(rig.identity, 16) >= 0

@@ -49,12 +49,12 @@ def test_manifest_round_trips(dataset, rig):
     d = json.loads((folder / "manifest.json").read_text())
     m = pairs.read_manifest(folder)
     assert m.to_dict() == d and pairs.Manifest.from_dict(d).to_dict() == d
-    assert (d["rig_name"], d["rig_hash"], d["resolution"], d["engine"], d["count"]) == (
-        rig.name, rig.hash, SIZE, "workbench", N)
+    assert (d["rig_name"], d["rig_identity"], d["resolution"], d["engine"], d["count"]) == (
+        rig.name, rig.identity, SIZE, "workbench", N)
     assert d["camera"]["focal_px"] == pytest.approx(rig.camera.focal_px(SIZE)) and d["complete"]
     assert d["regions"] == list(rig.regions) and d["masks"] is True
     # images of LOD k of the rig ("auto" for this size), landmarks of the rig itself
-    assert (d["render_lod"], d["render_hash"]) == (auto_lod(SIZE), load_rig(lod=auto_lod(SIZE)).hash)
+    assert (d["render_lod"], d["render_identity"]) == (auto_lod(SIZE), load_rig(lod=auto_lod(SIZE)).identity)
     assert auto_lod(SIZE) > 0
 
 
@@ -278,13 +278,23 @@ def test_operator_runs_headless(rig, tmp_path):
     assert pairs.verify(tmp_path / "op", rig=rig).ok
 
 
-def test_workers_render_the_same_dataset(rig, tmp_path, dataset):
+def test_workers_render_the_same_dataset(rig, tmp_path, dataset, monkeypatch):
+    """Two worker processes that imitate another CPU and thread count (numpy's SIMD path and
+    BLAS threads differ from this process's) write the dataset this process verifies."""
     folder, _, _ = dataset
+    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL "
+                                                   "AVX512_ICL AVX2 FMA3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     config = RenderConfig(output=str(tmp_path / "w"), count=N, size=SIZE, masks=True, chunk_size=8, workers=2)
     render_pairs(config, rig=rig)
-    assert pairs.verify(tmp_path / "w", rig=rig).ok
+    report = pairs.verify(tmp_path / "w", rig=rig)
+    assert report.ok, report.summary()
+    m = pairs.read_manifest(tmp_path / "w")
+    assert (m.rig_identity, m.render_identity) == (rig.identity, load_rig(lod=m.render_lod).identity)
+    # images: within 2 grey levels; masks: labels of at most 0.1% of pixels differ (edges)
     for i in (0, N - 1):
-        for pattern in (pairs.IMAGE_NAME, pairs.MASK_NAME):
-            a = cv2.imread(str(folder / pattern.format(i)), cv2.IMREAD_UNCHANGED)
-            b = cv2.imread(str(tmp_path / "w" / pattern.format(i)), cv2.IMREAD_UNCHANGED)
-            assert np.array_equal(a, b), (pattern, i)
+        a, b = (cv2.imread(str(f / pairs.IMAGE_NAME.format(i)), cv2.IMREAD_UNCHANGED) for f in (folder, tmp_path / "w"))
+        assert np.abs(a.astype(int) - b).max() <= 2, i
+        a, b = (cv2.imread(str(f / pairs.MASK_NAME.format(i)), cv2.IMREAD_UNCHANGED) for f in (folder, tmp_path / "w"))
+        assert (a != b).mean() <= 1e-3, i

@@ -73,8 +73,10 @@ def test_interrupted_run_resumes_bit_exactly(full_run, pairs_dir, tmp_path, rig)
 
 
 def test_other_rig_or_layout_is_refused(pairs_dir, tmp_path, rig):
-    check_dataset(pairs_dir, rig_hash=rig.hash)
-    for field, value, message in (("rig_hash", "0badc0de", f"rig hash 0badc0de vs {rig.hash}"),
+    check_dataset(pairs_dir, rig=rig)
+    for field, value, message in (("rig_identity", "0badc0de", f"pairs dataset made for rig 'bdfm' with identity "
+                                                               f"'0badc0de'; the loaded rig 'bdfm' .* has identity "
+                                                               f"'{rig.identity}'"),
                                   ("layout_version", "0.9", f"layout 0.9 vs {rig.layout.version}")):
         copy = tmp_path / field
         shutil.copytree(pairs_dir, copy)
@@ -87,43 +89,43 @@ def test_other_rig_or_layout_is_refused(pairs_dir, tmp_path, rig):
 
 
 @pytest.mark.filterwarnings("ignore")  # the legacy exporter's notes
-def test_export_matches_onnx_runtime(full_run, tmp_path, rig):
+def test_export_matches_onnx_runtime(full_run, tmp_path, rig, synthetic_rig):
     import onnx
     import onnxruntime as ort
 
     out, _ = full_run
-    g, ckpt = load_generator(out / "checkpoint.pt", rig_hash=rig.hash)
-    path, diff = export_generator_onnx(g, tmp_path / "g.onnx", rig_hash=rig.hash)
+    g, ckpt = load_generator(out / "checkpoint.pt", rig=rig)
+    path, diff = export_generator_onnx(g, tmp_path / "g.onnx", rig=rig)
     assert diff <= 1e-4
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert json.loads(meta["kind"]) == "generator" and json.loads(meta["rig_hash"]) == rig.hash
+    assert json.loads(meta["kind"]) == "generator" and json.loads(meta["rig_identity"]) == rig.identity
     assert json.loads(meta["layout_version"]) == rig.layout.version
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).uniform(rig.layout.lo, rig.layout.hi, (2, len(rig.layout))).astype(np.float32)
     (img,) = sess.run(None, {"params": x})
     with torch.no_grad():
         np.testing.assert_allclose(img, g(torch.from_numpy(x)).numpy(), atol=1e-4)
-    with pytest.raises(ValueError, match="rig"):
-        load_generator(out / "checkpoint.pt", rig_hash="other")
+    with pytest.raises(ValueError, match="generator made for rig 'bdfm'"):
+        load_generator(out / "checkpoint.pt", rig=synthetic_rig)
 
 
-def test_weights_only_file_in_half_precision_loads_back(tmp_path, rig):
+def test_weights_only_file_in_half_precision_loads_back(tmp_path, rig, synthetic_rig):
     from core.generator import build_generator
     from core.layout import LAYOUT
     from core.train_generator import save_generator
 
     torch.manual_seed(0)
     g = build_generator(SMALL).eval()
-    path = save_generator(g, tmp_path / "g.pt", rig.hash, half=True)
-    full = save_generator(g, tmp_path / "g32.pt", rig.hash)
+    path = save_generator(g, tmp_path / "g.pt", rig, half=True)
+    full = save_generator(g, tmp_path / "g32.pt", rig)
     assert path.stat().st_size < 0.6 * full.stat().st_size
-    back, ckpt = load_generator(path, rig_hash=rig.hash)
+    back, ckpt = load_generator(path, rig=rig)
     assert all(v.dtype == torch.float32 for v in back.state_dict().values() if v.is_floating_point())
     x = torch.from_numpy(np.random.default_rng(0).uniform(LAYOUT.lo, LAYOUT.hi, (4, len(LAYOUT))).astype(np.float32))
     with torch.no_grad():
         assert float((back.eval()(x) - g(x)).abs().max()) < 5e-3
     with pytest.raises(ValueError, match="made for rig"):
-        load_generator(path, rig_hash="0000000000000000")
+        load_generator(path, rig=synthetic_rig)
 
 
 def test_facial_region_loss_and_warm_start(full_run, pairs_dir, tmp_path, rig):

@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         "method": "per iBUG point: best subset of <= 3 of the 10 mesh points nearest on average, "
                   "non-negative weights summing to 1, least squares over all training renders, "
                   "residuals divided by each render's inter-ocular distance (outer eye corners)",
-        "rig": f"{load_rig().name} {load_rig().hash}",
+        "rig": f"{load_rig().name} {load_rig().identity}",
         "renders": f"{args.n} Workbench renders at {args.size} px: identity uniform 0..1, random brow "
                    "style, 0-4 AUs at 0.3..1, yaw +-30, pitch +-20, roll +-20 deg",
         "found": int(found.sum()),
