@@ -4,12 +4,13 @@
     python build_addon.py [-o dist/au2rig-<version>.zip] [--wheels linux-x64[,windows-x64,...]]
                           [--wheel-dir DIR]
 
-The zip holds ``blender_manifest.toml``, the add-on modules of ``addon/``, the runtime part of
-``core`` vendored as the subpackage ``core`` (``addon/_core.py`` is rewritten to import it
+The zip holds ``blender_manifest.toml``, the add-on modules of ``addon/`` (not its command line
+nor ``addon/tools/``), the subpackages of ``core`` that run without torch (CORE_RUNTIME, by
+folder) vendored as the subpackage ``core`` (``addon/_core.py`` is rewritten to import it
 relatively), and ``rigs/``. The default build needs only numpy, which Blender ships.
 
 ``--wheels PLATFORMS`` also makes video tracking work inside Blender: it vendors the tracker's
-core modules (and its ONNX model) and bundles, under ``wheels/``, the wheels of onnxruntime,
+subpackages of core (TRACKER_RUNTIME, with its ONNX model) and bundles, under ``wheels/``, the wheels of onnxruntime,
 OpenCV, MediaPipe and what they import (never numpy, never torch), listed in the manifest with
 ``platforms``: Blender installs them when it installs the extension. The wheels are fetched at
 build time with ``pip download`` into ``build/wheels/<platform>/`` (reused when present);
@@ -28,12 +29,13 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-CORE_RUNTIME = ("__init__.py", "layout.py", "rig.py", "rig_identity.py", "rigspec.py", "performance.py", "pairs.py", "skinning.py",
-                "atomic.py", "filters.py", "keyframes.py", "tracking_io.py", "quiet.py",
-                "retarget.py")
-# what the tracker adds to CORE_RUNTIME (bundled only with --wheels: it needs the wheels)
-TRACKER_RUNTIME = ("track.py", "estimator.py", "landmarks.py", "align.py", "overlay.py", "metrics.py",
-                   "checkpoints.py", "faces.py", "data/mediapipe68.json", "models/landmarks.onnx")
+# what the extension ships of core, by folder: the subpackages that run without torch; never
+# nets/ and training/ (torch), nor the command line (cli.py, __main__.py)
+CORE_RUNTIME = ("util", "rig", "alignment", "animation", "datasets")
+CORE_MODULES = ("__init__.py",)
+# what the tracker adds (bundled only with --wheels: it needs the wheels): its subpackages and data
+TRACKER_RUNTIME = ("tracking", "evaluation")
+TRACKER_DATA = ("data/mediapipe68.json", "models/landmarks.onnx")
 # the wheels the tracker imports at run time: never numpy (Blender ships it), never torch
 TRACKER_WHEELS = ("onnxruntime==1.20.1", "opencv-python-headless==4.11.0.86", "mediapipe==0.10.21",
                   "absl-py==2.5.1", "attrs==26.1.0", "flatbuffers==25.12.19", "protobuf==4.25.5",
@@ -47,8 +49,8 @@ PLATFORMS = {"linux-x64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
              "macos-arm64": ("macosx_14_0_arm64",),
              "macos-x64": ("macosx_14_0_x86_64",)}
 WHEEL_CACHE = ROOT / "build" / "wheels"
-# the repository's command line and development tools, not part of the extension
-ADDON_EXCLUDE = ("__main__.py", "bench.py", "retarget_maps.py", "rigify_sheet.py")
+# the add-on's command line; its development tools live in addon/tools/, which is not shipped
+ADDON_EXCLUDE = ("__main__.py", "cli.py")
 MANIFEST = """\
 schema_version = "1.0.0"
 id = "au2rig"
@@ -144,11 +146,22 @@ def manifest(platforms=(), wheels=()) -> str:
     return text
 
 
+def core_files(tracker: bool = False) -> list[str]:
+    """The files of ``core`` the extension holds, relative to ``core/``: its top ``__init__.py``
+    and every module of the CORE_RUNTIME subpackages; with ``tracker`` also the TRACKER_RUNTIME
+    subpackages and TRACKER_DATA."""
+    names = list(CORE_MODULES)
+    for package in CORE_RUNTIME + (TRACKER_RUNTIME if tracker else ()):
+        names += [p.relative_to(ROOT / "core").as_posix() for p in sorted((ROOT / "core" / package).rglob("*.py"))
+                  if "__pycache__" not in p.parts]
+    return names + (list(TRACKER_DATA) if tracker else [])
+
+
 def extension_files(platforms=(), wheels=()) -> dict[str, bytes]:
     """Archive name -> content of every file the extension holds; with ``wheels`` (paths) also the
     tracker's core modules and the wheels under ``wheels/``."""
     files = {"blender_manifest.toml": manifest(platforms, wheels).encode()}
-    for path in sorted((ROOT / "addon").glob("*.py")):
+    for path in sorted((ROOT / "addon").glob("*.py")):  # the add-on's top folder, not addon/tools/
         if path.name in ADDON_EXCLUDE:
             continue
         text = path.read_text()
@@ -157,7 +170,7 @@ def extension_files(platforms=(), wheels=()) -> dict[str, bytes]:
             if "from .core." not in text:
                 raise RuntimeError("addon/_core.py no longer imports core; update build_addon.py")
         files[path.name] = text.encode()
-    for name in CORE_RUNTIME + (TRACKER_RUNTIME if wheels else ()):
+    for name in core_files(tracker=bool(wheels)):
         files[f"core/{name}"] = (ROOT / "core" / name).read_bytes()
     for path in sorted((ROOT / "rigs").rglob("*")):
         if path.is_file() and path.suffix in (".py", ".toml", ".json") and "__pycache__" not in path.parts:

@@ -1,13 +1,13 @@
-"""Tracked values onto the built-in rig: thin glue between ``core.keyframes`` and the baker.
+"""Tracked values onto the built-in rig: thin glue between ``core.animation.keyframes`` and the baker.
 
 :func:`apply_tracking` keys the BDFM's channel properties (custom properties of the armature
 object named like the layout channels, data path ``'["AU12_L"]'``) from a tracking result,
-into one new Action, fcurves grouped by layout group (``core.keyframes.GROUP_LABELS``:
+into one new Action, fcurves grouped by layout group (``core.animation.keyframes.GROUP_LABELS``:
 "Pose", "AUs", "Identity", "Brow style"). The frame mapping (tracking row -> scene frame)
-is ``core.keyframes``'s: ``start_frame + (frame - first row's frame) // frame_step``, only
+is ``core.animation.keyframes``'s: ``start_frame + (frame - first row's frame) // frame_step``, only
 rows whose offset is a multiple of the step, and no key where there is no face.
 
-:func:`apply_map` keys any rig through a retarget map (``core.retarget``): bones of an
+:func:`apply_map` keys any rig through a retarget map (``core.animation.retarget``): bones of an
 armature (``pose.bones["name"].location`` ..., grouped by bone, rotations converted to each
 bone's rotation mode), shape keys of a mesh (its ``shape_keys`` datablock,
 ``key_blocks["name"].value``, group "Shape keys") or custom properties. :func:`apply_tracking`
@@ -26,7 +26,7 @@ from .bake import Curve, bake_action
 
 
 def load_tracking(path):
-    """``core.tracking_io.read_tracking`` with a clear message for a missing file."""
+    """``core.animation.tracking_io.read_tracking`` with a clear message for a missing file."""
     path = bpy.path.abspath(str(path))
     if not os.path.isfile(path):
         raise ValueError(f"tracking file not found: {path}")
@@ -47,10 +47,10 @@ def apply_tracking(arm_obj, tracking, *, channels="pose+au", start_frame: int = 
 
     ``channels``: "pose+au" (default), "pose", "au", "all", or channel names.
     ``smoothing``: One Euro strength 0..1 (None / 0: off); ``gains``: channel or FACS code
-    -> gain (``core.filters.apply_gain``). ``set_scene_fps``: the scene's frame rate becomes
+    -> gain (``core.animation.filters.apply_gain``). ``set_scene_fps``: the scene's frame rate becomes
     the tracking's divided by ``frame_step``; ``set_frame_range``: the scene's start / end
     frames span the keys. ``cleanup``: drop keys linear interpolation reproduces within
-    ``core.keyframes.CLEANUP_TOLERANCE``. ``action_name`` default: "<object>_tracking".
+    ``core.animation.keyframes.CLEANUP_TOLERANCE``. ``action_name`` default: "<object>_tracking".
 
     Refused with ``ValueError`` before anything is written: a tracking whose parameters do
     not match the layout, a target without some channel properties (named), bad options.
@@ -177,10 +177,10 @@ def apply_map(obj, tracking, rmap, *, channels="pose+au", start_frame: int = 1, 
               match: bool = True, partial: bool = False):
     """Key ``tracking`` onto ``obj`` through the retarget map ``rmap``; ``(Action, MapReport)``.
 
-    The tracking goes through ``core.keyframes.plan_keys`` (smoothing, gains, frame mapping,
-    as :func:`apply_tracking`), then ``core.retarget.evaluate_map``; of the map, only entries
+    The tracking goes through ``core.animation.keyframes.plan_keys`` (smoothing, gains, frame mapping,
+    as :func:`apply_tracking`), then ``core.animation.retarget.evaluate_map``; of the map, only entries
     whose channels are all in ``channels`` are keyed. ``match``: find renamed targets with
-    ``core.retarget.auto_match`` (else exact names). Targets the object lacks are refused with
+    ``core.animation.retarget.auto_match`` (else exact names). Targets the object lacks are refused with
     ``ValueError`` naming them, before anything is written, unless ``partial``: then they are
     skipped and listed in the report. Bones: the Action goes on the armature object; shape
     keys: on the mesh's shape-key datablock (``obj.data.shape_keys``).
@@ -256,7 +256,7 @@ def key_target(context, target: str = ""):
 
 def key_map(obj, retarget_map: str = "auto", map_path: str = ""):
     """The retarget map for ``obj``: None for the built-in rig's channel properties, else a
-    ``core.retarget`` map (built-in, auto-detected, or a custom JSON file)."""
+    ``core.animation.retarget`` map (built-in, auto-detected, or a custom JSON file)."""
     if retarget_map == "custom":
         if not map_path:
             raise ValueError("Retarget Map is Custom: choose a Map File")

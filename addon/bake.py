@@ -180,7 +180,7 @@ def bake_action(id_owner, action_name: str, frames, curves, *, interpolation: st
     One fcurve per curve with keys where its value is finite (a curve with none gets no
     fcurve), in its ``group``. ``interpolation`` of every key: CONSTANT, LINEAR or BEZIER.
     ``cleanup``: default tolerance for curves whose own ``tolerance`` is None (see
-    ``core.keyframes.redundant_keys``; exact for LINEAR). Bad input (unknown data paths
+    ``core.animation.keyframes.redundant_keys``; exact for LINEAR). Bad input (unknown data paths
     named, duplicate curves, shapes) raises ``ValueError`` before anything is created.
     """
     if interpolation not in INTERPOLATIONS:

@@ -7,7 +7,7 @@ With a trained generator G (``--generator G.pt``) every tile is the render besid
 the same parameters, at G's resolution: the picture that says whether G draws each expression.
 The figure beside it (:func:`recognition`): per group of tiles (AUs, identities, brow styles,
 poses), how many of G's changes from the neutral face point the way of the rig's own change of
-the same tile rather than of another tile of the group (``core.metrics.change_match``).
+the same tile rather than of another tile of the group (``core.evaluation.metrics.change_match``).
 """
 from __future__ import annotations
 
@@ -133,17 +133,6 @@ def compose(tiles: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
     return sheet
 
 
-def generated_tiles(generator, params: np.ndarray) -> list[np.ndarray]:
-    """G's images of ``params`` (N, P) as BGR uint8 tiles."""
-    import torch
-
-    from core.overlay import to_bgr8
-
-    with torch.no_grad():
-        images = generator(torch.as_tensor(np.asarray(params, np.float32)))
-    return [to_bgr8(im) for im in images]
-
-
 def tile_groups(entries) -> dict[str, list[int]]:
     """Indices of :func:`sheet_entries` by group: AUs, identities, brow styles, poses."""
     groups: dict[str, list[int]] = {"AUs": [], "identities": [], "brow styles": [], "poses": []}
@@ -155,9 +144,9 @@ def tile_groups(entries) -> dict[str, list[int]]:
 
 
 def recognition(entries, renders, fakes) -> dict[str, dict]:
-    """Per group of tiles, :func:`core.metrics.change_match` of G's images against the renders
+    """Per group of tiles, :func:`core.evaluation.metrics.change_match` of G's images against the renders
     (both as changes from the neutral tile, entry 0)."""
-    from core.metrics import change_match
+    from core.evaluation.metrics import change_match
 
     r = np.stack(renders).astype(np.float32) / 255
     g = np.stack(fakes).astype(np.float32) / 255
@@ -174,13 +163,13 @@ def recognition(entries, renders, fakes) -> dict[str, dict]:
 def render_contact_sheet(rig, output, size: int = 256, columns: int = 8, seed: int = 0,
                          progress: bool = True, generator=None, report: dict | None = None) -> np.ndarray:
     """Render every tile of :func:`sheet_entries`, write the sheet PNG to ``output``, return it.
-    ``generator``: a G (``core.generator``) of this rig; each tile then shows render | G at G's
+    ``generator``: a G (``core.nets.generator``) of this rig; each tile then shows render | G at G's
     resolution (``size`` is ignored), and ``report`` (a dict, if given) receives
     :func:`recognition`'s figures."""
     entries = sheet_entries(rig, seed)
     if generator is not None:
         size = generator.cfg.resolution
-        fakes = generated_tiles(generator.eval(), np.stack([p for _, _, p in entries]))
+        fakes = generator.eval().tiles(np.stack([p for _, _, p in entries]))
     scene, arm_obj = setup_scene(rig, size)
     tiles, renders = [], []
     with tempfile.TemporaryDirectory() as tmp:

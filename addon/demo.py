@@ -1,7 +1,7 @@
 """The main job on the embedded default: track a video, animate the built-in rig with it.
 
 The project ships no footage of real people, so its default video is made here: the rig, with an
-identity other than the base face, performs the scripted sequence (``core.performance``) and is
+identity other than the base face, performs the scripted sequence (``core.animation.performance``) and is
 rendered into a 640x360 clip (cached in the output folder). The tracker then runs on that clip
 like on any video; since the script is known, the demo prints how close the recovered values
 are. The tracked pose and AU channels are keyed onto the rig, the scene is saved as a .blend
@@ -120,7 +120,7 @@ def beat_frames(perf) -> list[tuple[str, int]]:
 
 
 def save_blend_atomically(path: Path) -> None:
-    # not core.atomic.atomic_path: it creates the temporary file first, and Blender saving over an
+    # not core.util.atomic.atomic_path: it creates the temporary file first, and Blender saving over an
     # existing file leaves a ".blend1" backup of it behind
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial.blend")

@@ -3,7 +3,7 @@
 The armature object carries one custom property per parameter channel (pose in degrees,
 AUs, identity sliders, brow styles). Every pose-bone location / rotation / scale component
 that the rig's tables can change is driven by a *simple expression* (no Python auto-run
-needed) computing ``base + sum(coefficient * offset)``, exactly as ``core.rig`` does; all
+needed) computing ``base + sum(coefficient * offset)``, exactly as ``core.rig.evaluate`` does; all
 other components are set to their constant value. Animating the custom properties animates
 the face.
 

@@ -3,11 +3,11 @@
 One implementation, :func:`render_pairs` (and the stepwise :class:`PairsJob` under it), serves
 the command line (``python -m addon render-pairs``) and the Blender operator
 (``au2rig.render_pairs``, modal with progress and ESC). The dataset format, sampling, atomic
-writes, resume and ``verify`` live in ``core/pairs.py``.
+writes, resume and ``verify`` live in ``core/datasets/pairs.py``.
 
 Speed (see docs in README): the render scene holds the rig's mesh only, no armature and no
 drivers; ``core`` deforms the vertices of a whole chunk at once (one float32 matrix product,
-:class:`core.skinning.Skinning`) and each pair writes its positions into the mesh before the
+:class:`core.rig.skinning.Skinning`) and each pair writes its positions into the mesh before the
 render. Blender re-evaluates and re-uploads the mesh on every render whatever is in the scene
 (a render builds its own depsgraph), and llvmpipe's cost is per vertex, so several heads per
 render do not pay off here; what does is this lean scene plus one worker process per core
@@ -239,7 +239,7 @@ class RenderScene:
             node.inputs["Color"].default_value = (*map(float, color), 1.0)
 
     def _apply_draws(self, d: np.ndarray):
-        """Randomisation draws of one pair (see core.pairs.draw_columns)."""
+        """Randomisation draws of one pair (see core.datasets.pairs.draw_columns)."""
         if self._draws is not None and np.array_equal(d, self._draws):
             return  # unchanged (always so without randomisation): touching materials costs a re-sync
         self._draws = np.array(d)
@@ -392,11 +392,11 @@ class PairsJob:
         self._current = list(idx)
         files = {"image": images}
         for i, data in zip(idx, images):
-            pairs.atomic_write(self.folder / pairs.IMAGE_NAME.format(int(i)), data, durable=False)
+            pairs.write_dataset_file(self.folder / pairs.IMAGE_NAME.format(int(i)), data, durable=False)
         if cfg.masks:
             files["mask"] = masks
             for i, data in zip(idx, masks):
-                pairs.atomic_write(self.folder / pairs.MASK_NAME.format(int(i)), data, durable=False)
+                pairs.write_dataset_file(self.folder / pairs.MASK_NAME.format(int(i)), data, durable=False)
         if cfg.durable:
             os.sync()
         pairs.write_chunk(self.folder, m, chunk, params, landmarks, draws, files, cfg.durable)

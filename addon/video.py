@@ -1,4 +1,4 @@
-"""Animate from video: track a video (``core.track``) and key the result onto a rig.
+"""Animate from video: track a video (``core.tracking.track``) and key the result onto a rig.
 
 A :class:`TrackJob` runs the tracker, in a background thread for the modal operator (its
 ``run`` is the thread's body) or inline for batch scripts; the main thread then calls
@@ -28,7 +28,7 @@ class TrackCancelled(Exception):
 
 
 def load_tracker():
-    """``core.track``, or ``ValueError`` saying which dependencies this Blender lacks."""
+    """``core.tracking.track``, or ``ValueError`` saying which dependencies this Blender lacks."""
     try:
         track, _, _ = tracker()
         for name in ("cv2", "onnxruntime", "mediapipe"):  # the tracker imports some only when it runs
@@ -55,7 +55,7 @@ def parse_neutral(text):
 
 
 class TrackJob:
-    """One tracking run of ``video`` with ``config`` (a ``core.track.TrackConfig``).
+    """One tracking run of ``video`` with ``config`` (a ``core.tracking.track.TrackConfig``).
 
     ``run()`` tracks (call it in a thread, or inline); ``stop`` (an Event) ends it early;
     ``done`` / ``total`` are the progress; afterwards :meth:`result` gives the tracking or

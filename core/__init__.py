@@ -3,6 +3,6 @@
 ``core`` never imports ``bpy``; tracking and keyframing need numpy/onnxruntime/opencv only,
 training and export need torch.
 """
-from .layout import LAYOUT, LAYOUT_VERSION, ParameterLayout
+from .rig.layout import LAYOUT, LAYOUT_VERSION, ParameterLayout
 
 __all__ = ["LAYOUT", "LAYOUT_VERSION", "ParameterLayout"]

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.layout import LAYOUT  # noqa: E402
+from core.rig.layout import LAYOUT  # noqa: E402
 from core.rig import Camera, Rig, coefficient_names  # noqa: E402
 
 # name, parent, head, rotation mode, base scale

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.align import aligned_crop, align, apply_similarity, five_points, invert_similarity, roll_degrees, \
+from core.alignment.align import aligned_crop, align, apply_similarity, five_points, invert_similarity, roll_degrees, \
     similarity, template
-from core.layout import LAYOUT
+from core.rig.layout import LAYOUT
 from core.rig import load_rig
 
 

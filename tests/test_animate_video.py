@@ -14,9 +14,9 @@ import addon  # noqa: E402
 from addon import video  # noqa: E402
 from addon.animate import KeyOptions  # noqa: E402
 from addon.bake import action_fcurves  # noqa: E402
-from core.layout import LAYOUT  # noqa: E402
-from core.track import TrackConfig  # noqa: E402
-from core.tracking_io import read_tracking  # noqa: E402
+from core.rig.layout import LAYOUT  # noqa: E402
+from core.tracking.track import TrackConfig  # noqa: E402
+from core.animation.tracking_io import read_tracking  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]
@@ -40,7 +40,7 @@ def arm(bdfm_arm):
 @pytest.fixture(scope="module")
 def clip_tracking(rig):
     """The smile clip tracked once, every frame (the reference for the operator's keys)."""
-    from core.track import track_video
+    from core.tracking.track import track_video
 
     return track_video(media("single_face.mp4"), TrackConfig(), progress=False)
 

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from addon.bench import (GENERATOR_PT, HEADERS, ROW_NAMES, Row, Unavailable, bar_chart, format_markdown, format_table,
+from addon.tools.bench import (GENERATOR_PT, HEADERS, ROW_NAMES, Row, Unavailable, bar_chart, format_markdown, format_table,
                          run_row, unavailable_text)
 from conftest import ROOT
 

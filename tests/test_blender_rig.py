@@ -1,4 +1,4 @@
-"""The rig built in Blender (real bpy) deforms exactly like ``core.rig``."""
+"""The rig built in Blender (real bpy) deforms exactly like ``core.rig.evaluate``."""
 from __future__ import annotations
 
 import numpy as np

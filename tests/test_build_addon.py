@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import build_addon
-from core.layout import LAYOUT
+from core.rig.layout import LAYOUT
 from core.rig import load_rig
-from core.tracking_io import Tracking, write_csv
+from core.animation.tracking_io import Tracking, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,16 @@ def test_zip_holds_manifest_addon_core_and_rigs(extension):
     out, names, _ = extension
     manifest = tomllib.loads(zipfile.ZipFile(out).read("blender_manifest.toml").decode())
     assert manifest["type"] == "add-on" and manifest["blender_version_min"] == "4.2.0"
-    for name in ("__init__.py", "rig_builder.py", "_core.py", "bake.py", "animate.py", "core/rig.py",
-                 "core/layout.py", "core/tracking_io.py", "core/filters.py", "core/keyframes.py",
-                 "core/atomic.py", "core/retarget.py", "rigs/bdfm.toml", "rigs/bdfm_mesh.py",
+    for name in ("__init__.py", "operators.py", "panels.py", "properties.py", "rig_builder.py", "_core.py", "bake.py",
+                 "animate.py", "core/rig/evaluate.py", "core/rig/layout.py", "core/animation/tracking_io.py",
+                 "core/animation/filters.py", "core/animation/keyframes.py", "core/util/atomic.py",
+                 "core/animation/retarget.py", "core/datasets/pairs.py", "rigs/bdfm.toml", "rigs/bdfm_mesh.py",
                  "rigs/maps/bdfm.json", "rigs/maps/arkit52.json", "rigs/maps/rigify_face.json"):
         assert name in names
-    assert "__main__.py" not in names
+    assert "__main__.py" not in names and "cli.py" not in names
+    # by folder: no training code, no development tools, no tracker without the tracker's wheels
+    assert not [n for n in names if n.startswith(("core/nets/", "core/training/", "tools/", "core/models/",
+                                                   "core/tracking/", "core/evaluation/"))]
     assert b"from .core." in zipfile.ZipFile(out).read("_core.py")
 
 
@@ -49,9 +53,9 @@ def test_vendored_extension_registers_adds_the_rig_and_unregisters(extension, tm
     sys.path.insert(0, str(root))
     try:
         ext = importlib.import_module("au2rig_ext")
-        vendored = sys.modules["au2rig_ext.core.rig"].load_rig()
+        vendored = importlib.import_module("au2rig_ext.core.rig").load_rig()
         assert vendored.identity == load_rig().identity  # the same rig, loaded from inside the extension
-        assert len(sys.modules["au2rig_ext.core.retarget"].load_builtin("arkit52").entries) == 37
+        assert len(importlib.import_module("au2rig_ext.core.animation.retarget").load_builtin("arkit52").entries) == 37
         bpy.ops.wm.read_factory_settings(use_empty=True)
         ext.register()
         try:
@@ -89,9 +93,9 @@ out = {"user_extensions": bpy.utils.user_resource('EXTENSIONS')}
 out["install"] = sorted(bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
                                                                   enable_on_install=True))
 out["enabled"] = "bl_ext.user_default.au2rig" in bpy.context.preferences.addons
-mod = sys.modules["bl_ext.user_default.au2rig"]
-names = sorted(n for n, c in vars(mod).items()
-               if isinstance(c, type) and issubclass(c, (bpy.types.Operator, bpy.types.Panel)) and n.startswith("AU2RIG_"))
+mods = [sys.modules["bl_ext.user_default.au2rig." + m] for m in ("properties", "operators", "panels")]
+names = sorted({n for mod in mods for n, c in vars(mod).items()
+                if isinstance(c, type) and issubclass(c, (bpy.types.Operator, bpy.types.Panel)) and n.startswith("AU2RIG_")})
 out["classes"] = names
 out["registered"] = [n for n in names if hasattr(bpy.types, n)]
 out["add_rig"] = sorted(bpy.ops.au2rig.add_face_rig(name="Face"))
@@ -191,7 +195,7 @@ def test_bundled_wheels_are_listed_and_installed_by_blender(tmp_path):
         manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
     assert manifest["platforms"] == [platform] and manifest["wheels"] == [f"./wheels/{PROBE_WHEEL}"]
     assert f"wheels/{PROBE_WHEEL}" in names
-    for name in build_addon.TRACKER_RUNTIME:  # the tracker's modules come with the wheels
+    for name in build_addon.core_files(tracker=True):  # the tracker's modules and model come with the wheels
         assert f"core/{name}" in names
     user = tmp_path / "user"
     user.mkdir()
@@ -227,18 +231,21 @@ def test_a_missing_wheel_names_the_package_and_platform(tmp_path, monkeypatch):
 
 def test_vendored_modules_import_only_each_other_at_module_level():
     """Every module the extension vendors finds the core modules it imports at load time in the
-    bundle too (imports inside functions are the optional, torch-side paths)."""
+    bundle too, and none imports torch (tests/test_architecture.py checks function level too)."""
     import ast
 
-    bundled = {n for n in build_addon.CORE_RUNTIME + build_addon.TRACKER_RUNTIME if n.endswith(".py")}
+    bundled = {n for n in build_addon.core_files(tracker=True) if n.endswith(".py")}
     for name in sorted(bundled):
         tree = ast.parse((build_addon.ROOT / "core" / name).read_text())
+        package = name.split("/")[:-1]
         for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                target = f"{node.module}.py" if node.module else None
-                names = [target] if target else [f"{a.name}.py" for a in node.names]
-                for t in names:
-                    assert t in bundled, f"core/{name} imports core/{t} at module level, which is not bundled"
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - (node.level - 1)]
+                module = base + (node.module.split(".") if node.module else [])
+                targets = ["/".join(module)] if node.module else ["/".join(module + [a.name]) for a in node.names]
+                for t in targets:
+                    assert f"{t}.py" in bundled or f"{t}/__init__.py" in bundled, \
+                        f"core/{name} imports core/{t} at module level, which is not bundled"
             if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0):
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                 assert not any(m.split(".")[0] == "torch" for m in mods), f"core/{name} imports torch at load time"

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from addon.contact_sheet import render_contact_sheet, sheet_entries, tile_groups
-from core.generator import GeneratorConfig, build_generator
+from core.nets.generator import GeneratorConfig, build_generator
 
 
 def test_sheet_with_a_generator_shows_render_beside_g_and_scores_each_group(tmp_path, rig):

@@ -4,8 +4,8 @@ import pytest
 
 from addon import contact_sheet
 from addon.demo import beat_frames, key_performance, save_blend_atomically
-from core.layout import LAYOUT
-from core.performance import scripted_performance
+from core.rig.layout import LAYOUT
+from core.animation.performance import scripted_performance
 from core.rig import load_rig
 
 
@@ -44,7 +44,7 @@ def test_a_rendered_clip_of_the_rig_is_tracked(tmp_path):
     """End to end on the embedded default's kind of input: render part of the script (neutral
     into the smile), track it with the shipped model, find the smile."""
     from addon.demo import render_clip, track_clip
-    from core.performance import Performance
+    from core.animation.performance import Performance
 
     perf = scripted_performance(15)
     keep = slice(0, 24)  # 1.6 s: neutral, then the smile
@@ -61,7 +61,7 @@ def test_a_rendered_clip_of_the_rig_is_tracked(tmp_path):
 
 def test_synthetic_recovery_runs_end_to_end(tmp_path):
     """Render one short held-out actor, track it, score it beside the exact landmarks."""
-    from addon.recovery import format_recovery, run_recovery
+    from addon.tools.recovery import format_recovery, run_recovery
 
     result = run_recovery(tmp_path, actors=1, cycles_actors=0, seconds=1.8, fps=10, progress=False)
     r = result["workbench"]

@@ -1,4 +1,4 @@
-"""F_seg (core/face_parser.py): public state-dict layout, loader checks, Eq. 4-5 shapes, ONNX,
+"""F_seg (core/nets/face_parser.py): public state-dict layout, loader checks, Eq. 4-5 shapes, ONNX,
 and the label makers."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.face_parser import (CLASS_INDEX, CLASSES, REGIONS, FaceParser, ParserFeatures, ParserOutput,
+from core.nets.face_parser import (CLASS_INDEX, CLASSES, REGIONS, FaceParser, ParserFeatures, ParserOutput,
                               colorize, landmark_mask, load_face_parser, region_attention,
                               representation_distance, rig_mask_to_classes, save_face_parser)
 

@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from core import faces, pairs
-from core.align import apply_similarity, five_points, roll_degrees, template
-from core.face_parser import CLASS_INDEX, landmark_mask, rig_mask_to_classes
-from core.faces import CROP_SIZE, EYE_DISTANCE, FaceCrops
-from core.layout import LAYOUT
+from core.datasets import faces, pairs
+from core.alignment.align import apply_similarity, five_points, roll_degrees, template
+from core.datasets.faces import FaceCrops
+from core.datasets.labels import CLASS_INDEX, landmark_mask, rig_mask_to_classes
+from core.alignment import crops
+from core.alignment.crops import CROP_SIZE, EYE_DISTANCE
+from core.training.chain import warp_to_crop
+from core.rig.layout import LAYOUT
 from core.rig import load_rig
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -35,7 +38,7 @@ def _params(n, seed, roll=15.0, yaw=20.0, pitch=10.0):
 
 def _face_image(landmarks, shape, seed=0):
     """An RGB picture drawn from 68 landmarks: labels painted, plus texture so edges are smooth."""
-    from core.face_parser import colorize
+    from core.datasets.labels import colorize
 
     rng = np.random.default_rng(seed)
     img = colorize(landmark_mask(landmarks, shape)).astype(np.float32)
@@ -47,18 +50,18 @@ def _face_image(landmarks, shape, seed=0):
 # --- transforms -------------------------------------------------------------------------------
 def test_crop_transform_puts_the_template_at_the_centre(rig):
     lm = rig.landmarks_2d(_params(6, 1), 256)
-    t = faces.crop_transform(lm)  # batched numpy
+    t = crops.crop_transform(lm)  # batched numpy
     five = apply_similarity(t, five_points(lm))
     target = template() * EYE_DISTANCE * CROP_SIZE + CROP_SIZE / 2
     assert np.allclose(five.mean(1), target.mean(0), atol=1e-9)
     assert np.abs(five - target).max() < 0.06 * CROP_SIZE
     eyes = five[:, :2]
     assert np.abs(eyes[:, 0, 1] - eyes[:, 1, 1]).max() < 3.0  # eyes level (least squares over 5 points)
-    one = faces.crop_transform(lm[2])
+    one = crops.crop_transform(lm[2])
     assert np.allclose([v[2] for v in t], one)
     # torch: same numbers, batched, differentiable
     lt = torch.tensor(lm, requires_grad=True)
-    tt = faces.crop_transform(lt)
+    tt = crops.crop_transform(lt)
     assert all(np.allclose(a.detach().numpy(), b) for a, b in zip(tt, t))
     sum(v.sum() for v in tt).backward()
     assert lt.grad is not None and torch.isfinite(lt.grad).all() and lt.grad.abs().sum() > 0
@@ -73,37 +76,37 @@ def test_crop_image_keeps_the_pixel_convention():
     img = np.repeat((blob * 250)[:, :, None], 3, axis=2).astype(np.uint8)
     angle, scale = np.deg2rad(17.0), 0.45
     t = (scale * np.cos(angle), scale * np.sin(angle), -30.0, -20.0)
-    crop, got = faces.crop_image(img, size=128, transform=t)
+    crop, got = crops.crop_image(img, size=128, transform=t)
     assert got == pytest.approx(t)
     v = crop[:, :, 0].astype(float)
     cy, cx = np.mgrid[0:128, 0:128] + 0.5
     found = np.array([(v * cx).sum() / v.sum(), (v * cy).sum() / v.sum()])
-    expected = faces.transform_points(t, centre[None])[0]
+    expected = crops.transform_points(t, centre[None])[0]
     assert np.abs(found - expected).max() < 0.08  # without the half-pixel correction: ~0.4 px off
 
 
 def test_crop_labels_are_nearest_with_background_outside(rig):
     lm = rig.landmarks_2d(_params(1, 2), 256)[0]
     labels = landmark_mask(lm, (256, 256))
-    crop, t = faces.crop_labels(labels, lm)
+    crop, t = crops.crop_labels(labels, lm)
     assert crop.dtype == np.uint8 and crop.shape == (CROP_SIZE, CROP_SIZE)
     assert set(np.unique(crop)) <= set(np.unique(labels))  # no blended values
-    far = faces.crop_labels(np.full((40, 40), 7, np.uint8), size=64, transform=(1.0, 0.0, 200.0, 200.0))[0]
+    far = crops.crop_labels(np.full((40, 40), 7, np.uint8), size=64, transform=(1.0, 0.0, 200.0, 200.0))[0]
     assert (far == 0).all()  # outside the image: background
     # the nose tip lands on nose pixels in the crop
-    tip = faces.transform_points(t, lm[None, 30])[0]
+    tip = crops.transform_points(t, lm[None, 30])[0]
     assert crop[int(tip[1]) - 1, int(tip[0])] == CLASS_INDEX["nose"]
 
 
 def test_warp_to_crop_matches_opencv_and_is_differentiable(rig):
     lm = rig.landmarks_2d(_params(2, 3), 256)
     imgs = [_face_image(lm[i], (256, 256), seed=i) for i in range(2)]
-    t = faces.crop_transform(lm)
+    t = crops.crop_transform(lm)
     x = torch.tensor(np.stack(imgs).transpose(0, 3, 1, 2), dtype=torch.float32, requires_grad=True)
-    out = faces.warp_to_crop(x, tuple(torch.tensor(v) for v in t))
+    out = warp_to_crop(x, tuple(torch.tensor(v) for v in t))
     assert out.shape == (2, 3, CROP_SIZE, CROP_SIZE)
     for i in range(2):
-        ref, _ = faces.crop_image(imgs[i], lm[i])
+        ref, _ = crops.crop_image(imgs[i], lm[i])
         diff = np.abs(out[i].detach().numpy().transpose(1, 2, 0) - ref.astype(np.float32))[8:-8, 8:-8]
         assert diff.max() <= 2.5 and diff.mean() < 0.3  # OpenCV: 1/32 px steps, rounded to uint8
     out[:, :, 60:70, 60:70].sum().backward()
@@ -239,7 +242,7 @@ REGION_OF_CLASS = {"skin": "skin", "l_brow": "brows", "r_brow": "brows", "l_eye"
 
 
 def _write_pairs(folder, rig, count=6, res=128):
-    """A small finished pairs dataset written with core.pairs; images and masks drawn from the
+    """A small finished pairs dataset written with core.datasets.pairs; images and masks drawn from the
     rig's landmarks (no Blender)."""
     m = pairs.Manifest.for_rig(rig, resolution=res, engine="workbench", seed=3, count=count, chunk_size=4,
                                masks=True, val_fraction=0.5)
@@ -273,15 +276,15 @@ def test_crops_from_a_pairs_dataset(tmp_path, rig):
     assert len(c) == len(ds) > 0 and c.rendered and c.source == [str(folder)]
     assert np.array_equal(c.frame, ds.indices) and np.allclose(c.params, ds.params[ds.indices])
     _check_aligned(c, 0.06 * CROP_SIZE)
-    assert np.allclose(c.roll, [roll_degrees(faces.crop_transform(ds.landmarks[i])) for i in ds.indices], atol=1e-4)
+    assert np.allclose(c.roll, [roll_degrees(crops.crop_transform(ds.landmarks[i])) for i in ds.indices], atol=1e-4)
     for k, i in enumerate(ds.indices):
         lm = ds.landmarks[i].astype(np.float64)
-        expected = faces.crop_labels(rig_mask_to_classes(ds[k]["mask"], lm, m.regions), lm)[0]
+        expected = crops.crop_labels(rig_mask_to_classes(ds[k]["mask"], lm, m.regions), lm)[0]
         assert np.array_equal(c.labels[k], expected)
-        drawn = faces.crop_labels(landmark_mask(lm, (128, 128)), lm)[0]
+        drawn = crops.crop_labels(landmark_mask(lm, (128, 128)), lm)[0]
         assert (c.labels[k] == drawn).mean() > 0.97  # left/right and upper/lower split as drawn
         image = np.rint(ds[k]["image"] * 255).astype(np.uint8)
-        assert np.array_equal(c.crops[k], faces.crop_image(image, lm)[0])
+        assert np.array_equal(c.crops[k], crops.crop_image(image, lm)[0])
     limited = faces.crops_from_pairs(folder, max_count=1, labels=False, progress=False)
     assert len(limited) == 1 and limited.labels is None and limited.frame[0] == 0
 

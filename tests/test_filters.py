@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.filters import (OneEuroFilter, apply_gain, calibrate, gain_channels, neutral_baseline,
+from core.animation.filters import (OneEuroFilter, apply_gain, calibrate, gain_channels, neutral_baseline,
                           smooth)
-from core.layout import LAYOUT
+from core.rig.layout import LAYOUT
 
 FPS = 30.0
 I = LAYOUT.index

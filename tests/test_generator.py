@@ -1,4 +1,4 @@
-"""The generator G (core/generator.py) and its losses (core/perceptual.py)."""
+"""The generator G (core/nets/generator.py) and its losses (core/nets/perceptual.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.generator import (GeneratorConfig, build_generator, check_meta, count_parameters,
+from core.nets.generator import (GeneratorConfig, build_generator, check_meta, count_parameters,
                             generator_meta, landmark_maps)
-from core.layout import LAYOUT
-from core.perceptual import (ImageLoss, VGG16Features, VGGWeightsError, expected_vgg16_shapes,
+from core.rig.layout import LAYOUT
+from core.nets.perceptual import (ImageLoss, VGG16Features, VGGWeightsError, expected_vgg16_shapes,
                              load_vgg16, perceptual_loss, ssim)
 
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)

@@ -1,11 +1,11 @@
-"""core.keyframes: frame mapping, gains text, scene frame rate, clean-up of redundant keys."""
+"""core.animation.keyframes: frame mapping, gains text, scene frame rate, clean-up of redundant keys."""
 import numpy as np
 import pytest
 
-from core.keyframes import (CHANNEL_SETS, frame_map, parse_gains, plan_keys, redundant_keys,
+from core.animation.keyframes import (CHANNEL_SETS, frame_map, parse_gains, plan_keys, redundant_keys,
                             scene_fps, select_channels)
-from core.layout import LAYOUT
-from core.tracking_io import Tracking
+from core.rig.layout import LAYOUT
+from core.animation.tracking_io import Tracking
 
 
 def test_frame_map_is_relative_to_the_first_row_and_divided_by_the_step():

@@ -1,4 +1,4 @@
-"""Perception backends (core/landmarks.py): conventions, the mesh -> iBUG map, face picking, FAN loading."""
+"""Perception backends (core/tracking/landmarks.py): conventions, the mesh -> iBUG map, face picking, FAN loading."""
 from __future__ import annotations
 
 import math
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.landmarks import (BACKENDS, BackendUnavailable, Face, LandmarkMap, fit_mediapipe_map,
+from core.tracking.landmarks import (BACKENDS, BackendUnavailable, Face, LandmarkMap, fit_mediapipe_map,
                             inter_ocular, load_landmark_map, open_backend, pick_face)
-from core.layout import LAYOUT
+from core.rig.layout import LAYOUT
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -91,7 +91,7 @@ def rig_render(tmp_path_factory):
     """A render of the performer's face (not in the map's training set), its params and size."""
     pytest.importorskip("bpy")
     from addon.contact_sheet import render_tile, setup_scene
-    from core.performance import performer_identity
+    from core.animation.performance import performer_identity
     from core.rig import load_rig
 
     rig = load_rig()
@@ -207,7 +207,7 @@ def _write_fan_weights(folder: Path):
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models import FAN
 
-    from core.landmarks import fan_weight_files
+    from core.tracking.landmarks import fan_weight_files
 
     gen = torch.Generator().manual_seed(0)
 
@@ -289,7 +289,7 @@ def test_landmark_wire_format_matches_attributes():
     pytest.importorskip("mediapipe")
     from mediapipe.framework.formats import landmark_pb2
 
-    from core.landmarks import _landmark_xy
+    from core.tracking.landmarks import _landmark_xy
 
     rng = np.random.default_rng(1)
     lms = landmark_pb2.NormalizedLandmarkList()

@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from core import pairs
-from core.layout import LAYOUT
+from core.datasets import pairs
+from core.util import atomic
+from core.rig.layout import LAYOUT
 from core.rig import LOD_FACTORS, auto_lod, load_rig, lod_of
-from core.skinning import Skinning
+from core.rig.skinning import Skinning
 from conftest import make_synthetic_rig, random_params
 
 AU = LAYOUT.group_slice("au")
@@ -246,10 +247,10 @@ def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
             f.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pairs, "_write_file", full)
+    monkeypatch.setattr(atomic, "write_file", full)
     target = tmp_path / "x.png"
     with pytest.raises(pairs.PairsError, match=r"x\.png: disk full"):
-        pairs.atomic_write(target, b"abcdef")
+        pairs.write_dataset_file(target, b"abcdef")
     assert list(tmp_path.iterdir()) == []
 
 

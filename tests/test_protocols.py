@@ -1,5 +1,5 @@
 """Dataset protocols: DISFA / BP4D loaders on tiny fabricated datasets in the official layouts,
-subject-exclusive folds, evaluation against core.metrics, and errors that name the file."""
+subject-exclusive folds, evaluation against core.evaluation.metrics, and errors that name the file."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from core.layout import LAYOUT
-from core.metrics import au_report, icc31, mae, pearson
-from core.protocols import (BP4D_AUS, BP4D_DEVELOPMENT, BP4D_TRAIN, DISFA_AUS, DatasetError, Sequence,
+from core.rig.layout import LAYOUT
+from core.evaluation.metrics import au_report, icc31, mae, pearson
+from core.evaluation.protocols import (BP4D_AUS, BP4D_DEVELOPMENT, BP4D_TRAIN, DISFA_AUS, DatasetError, Sequence,
                             _frames_video, disfa_folds, evaluate_protocol, fold_of, format_protocol_table,
                             load_bp4d, load_disfa, main_protocol, read_fold_file, read_label_file)
 
@@ -295,7 +295,7 @@ def test_noisy_predictions_match_core_metrics(tmp_path):
     res = evaluate_protocol(seqs, predict, folds)
     pred = np.concatenate([predict(s)[1] for s in seqs])
     true = np.concatenate([params_from_labels(s.labels, s.codes) for s in seqs])
-    ref = au_report(pred, true, codes=DISFA_AUS)  # the same numbers through core.metrics' report
+    ref = au_report(pred, true, codes=DISFA_AUS)  # the same numbers through core.evaluation.metrics' report
     for key, row in res["pooled"]["per_au"].items():
         assert row["icc"] == pytest.approx(ref["per_au"][key]["icc"])
         assert row["mae"] == pytest.approx(ref["per_au"][key]["mae"])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import conftest
-from core.layout import LAYOUT
+from core.rig.layout import LAYOUT
 from core.rig import load_rig
 
 BROW_AUS = ("AU01_L", "AU01_R", "AU02_L", "AU02_R", "AU04")
@@ -172,9 +172,9 @@ def test_landmarks_project_inside_the_image_on_the_face(rig):
 def test_rig_identity_is_the_hash_of_its_inputs(rig):
     """The identity is recomputed here from the spec and sources alone (no array is involved);
     tests/test_rig_identity.py checks it across CPU and thread settings."""
-    from core import rigspec
+    from core.rig import spec as rigspec
     from core.rig import DEFAULT_RIG, LOD_FACTORS
-    from core.rig_identity import rig_identity, source_text
+    from core.rig.identity import rig_identity, source_text
     from rigs import bdfm_mesh
 
     sources = {"rigs/bdfm_mesh.py": source_text(bdfm_mesh.__file__), "core/rigspec.py": source_text(rigspec.__file__)}

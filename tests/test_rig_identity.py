@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.layout import LAYOUT
+from core.rig.layout import LAYOUT
 from core.rig import load_rig
-from core.rig_identity import (FINGERPRINT_TOL, RigMismatchError, check_rig, legacy_hash, stamp)
+from core.rig.identity import (FINGERPRINT_TOL, RigMismatchError, check_rig, legacy_hash, stamp)
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_SETTINGS = {
@@ -29,7 +29,7 @@ SETTINGS = [(cpu, threads) for cpu in CPU_SETTINGS for threads in (1, 2)]
 PROBE = """
 import json
 from core.rig import load_rig
-from core.rig_identity import legacy_hash
+from core.rig.identity import legacy_hash
 rig, lod = load_rig(), load_rig(lod=1)
 print(json.dumps({"identity": rig.identity, "lod1": lod.identity, "legacy": legacy_hash(rig),
                   "fingerprint": rig.fingerprint}))
@@ -82,7 +82,7 @@ def test_the_old_raw_bytes_hash_does_depend_on_the_setting(probes):
 def short_clip(tmp_path_factory):
     """Eight frames of the scripted performance, rendered from the rig (no media needed)."""
     from addon.demo import render_clip
-    from core.performance import Performance, scripted_performance
+    from core.animation.performance import Performance, scripted_performance
 
     perf = scripted_performance(15)
     keep = slice(12, 20)
@@ -105,13 +105,13 @@ def test_track_loads_the_shipped_model_under_the_setting(cpu, threads, short_cli
 EDITS = {
     "a spec value": ("rigs/bdfm.toml", "\nlens_mm = 100.0\n", "\nlens_mm = 100.5\n"),
     "the mesh generator's source": ("rigs/bdfm_mesh.py", "\nimport math\n", "\nimport math  # edited\n"),
-    "the rig assembly's source": ("core/rigspec.py", "\nimport importlib\n", "\nimport importlib  # edited\n"),
-    "a LOD factor": ("core/rig.py", "LOD_FACTORS = (1, 2, 3)", "LOD_FACTORS = (1, 2, 4)"),
+    "the rig assembly's source": ("core/rig/spec.py", "\nimport importlib\n", "\nimport importlib  # edited\n"),
+    "a LOD factor": ("core/rig/evaluate.py", "LOD_FACTORS = (1, 2, 3)", "LOD_FACTORS = (1, 2, 4)"),
 }
 
 REFUSE = """
 from core.rig import load_rig
-from core.estimator import OnnxEstimator
+from core.tracking.estimator import OnnxEstimator
 rig = load_rig()
 print(rig.identity)
 try:
@@ -174,8 +174,8 @@ def test_a_stamp_with_a_fingerprint_off_by_more_than_the_tolerance_is_refused(ri
 def test_restamp_renews_a_legacy_stamp_of_this_rig_and_refuses_another(rig, synthetic_rig, tmp_path):
     import torch
 
-    from core.estimator import load_checkpoint
-    from core.restamp import restamp
+    from core.training.train_landmarks import load_checkpoint
+    from core.training.restamp import restamp
 
     ckpt = torch.load(ROOT / "core/models/landmarks.pt", map_location="cpu", weights_only=True)
     legacy = {k: v for k, v in ckpt.items() if k not in ("rig_identity", "rig_fingerprint")}
@@ -209,7 +209,7 @@ def test_restamp_command_on_an_onnx_model(rig, tmp_path):
     onnx.save(model, str(path))
     r = _run(["-m", "core", "restamp", str(path)], dict(os.environ))
     assert r.returncode == 0 and rig.identity in r.stdout, r.stderr
-    from core.estimator import OnnxEstimator
+    from core.tracking.estimator import OnnxEstimator
 
     assert OnnxEstimator(path).meta["rig_identity"] == rig.identity
     assert len(OnnxEstimator(path).meta["rig_fingerprint"]) == len(rig.fingerprint)

@@ -13,7 +13,8 @@ bpy = pytest.importorskip("bpy")
 from addon import contact_sheet, rig_builder  # noqa: E402
 from addon import rig_render  # noqa: E402
 from addon.rig_render import Cancelled, RenderConfig, render_pairs  # noqa: E402
-from core import pairs  # noqa: E402
+from core.datasets import pairs  # noqa: E402
+from core.util import atomic  # noqa: E402
 from core.rig import auto_lod, load_rig  # noqa: E402
 from conftest import make_synthetic_rig  # noqa: E402
 
@@ -221,7 +222,7 @@ def test_other_settings_in_folder_are_refused(dataset, rig):
 def test_full_disk_gives_a_clear_error_and_no_half_written_pair(rig, tmp_path, monkeypatch):
     folder = tmp_path / "ds"
     config = RenderConfig(output=str(folder), count=8, size=32, chunk_size=4)
-    real = pairs._write_file
+    real = atomic.write_file
     written = []
 
     def fill_up(path, data, durable):
@@ -232,13 +233,13 @@ def test_full_disk_gives_a_clear_error_and_no_half_written_pair(rig, tmp_path, m
         written.append(path)
         real(path, data, durable)
 
-    monkeypatch.setattr(pairs, "_write_file", fill_up)
+    monkeypatch.setattr(atomic, "write_file", fill_up)
     with pytest.raises(pairs.PairsError, match=r"images/000006\.png: disk full"):
         render_pairs(config, rig=rig)
     # chunk 0 is whole; nothing of chunk 1 stays (no temporaries, no images without a record)
     assert sorted(p.name for p in (folder / "images").iterdir()) == [f"{i:06d}.png" for i in range(4)]
     assert sorted(p.name for p in (folder / "chunks").iterdir()) == ["000000.npz"]
-    monkeypatch.setattr(pairs, "_write_file", real)
+    monkeypatch.setattr(atomic, "write_file", real)
     assert render_pairs(config, rig=rig)["rendered"] == 4
     assert pairs.verify(folder, rig=rig).ok
 

@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.layout import LAYOUT
-from core.overlay import facs_values
-from core.track import TrackConfig, VideoError, track_video, write_outputs
-from core.tracking_io import read_tracking
+from core.rig.layout import LAYOUT
+from core.tracking.overlay import facs_values
+from core.tracking.track import TrackConfig, VideoError, track_video, write_outputs
+from core.animation.tracking_io import read_tracking
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -104,7 +104,7 @@ def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, capsys):
 def test_with_two_faces_the_larger_one_is_followed(tmp_path):
     import cv2
 
-    from core.track import read_frames
+    from core.tracking.track import read_frames
 
     source = media("single_face.mp4")
     path = tmp_path / "two.avi"

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from core import tracking_io
-from core.layout import FACS_SCALE, LAYOUT
-from core.tracking_io import (Tracking, csv_columns, pose_from_openface, pose_to_openface,
+from core.animation import tracking_io
+from core.rig.layout import FACS_SCALE, LAYOUT
+from core.animation.tracking_io import (Tracking, csv_columns, pose_from_openface, pose_to_openface,
                               read_tracking, write_csv, write_json, write_npz)
 
 I = LAYOUT.index
@@ -298,7 +298,7 @@ def test_failed_write_leaves_no_file_and_no_temp_file(tmp_path, ext, monkeypatch
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(tracking_io.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         WRITERS[ext](make_tracking(), path)
     assert os.listdir(tmp_path) == []

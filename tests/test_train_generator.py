@@ -1,4 +1,4 @@
-"""Training of G on a tiny real pairs dataset (core/train_generator.py)."""
+"""Training of G on a tiny real pairs dataset (core/training/train_generator.py)."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ import torch
 pytest.importorskip("bpy")
 
 from addon.rig_render import RenderConfig, render_pairs  # noqa: E402
-from core.generator import GeneratorConfig  # noqa: E402
-from core.train_generator import (GeneratorTrainConfig, check_dataset, export_generator_onnx,  # noqa: E402
-                                  load_generator, train_generator)
+from core.nets.generator import GeneratorConfig  # noqa: E402
+from core.nets.generator import load_generator  # noqa: E402
+from core.training.train_generator import GeneratorTrainConfig, check_dataset, export_generator_onnx, train_generator  # noqa: E402
 
 N, SIZE = 24, 64
 SMALL = GeneratorConfig(resolution=64, base_width=4, max_width=64)
@@ -110,9 +110,9 @@ def test_export_matches_onnx_runtime(full_run, tmp_path, rig, synthetic_rig):
 
 
 def test_weights_only_file_in_half_precision_loads_back(tmp_path, rig, synthetic_rig):
-    from core.generator import build_generator
-    from core.layout import LAYOUT
-    from core.train_generator import save_generator
+    from core.nets.generator import build_generator
+    from core.rig.layout import LAYOUT
+    from core.nets.generator import save_generator
 
     torch.manual_seed(0)
     g = build_generator(SMALL).eval()

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from core import faces, train_parser as tp
-from core.face_parser import CLASS_INDEX, colorize, landmark_mask, load_face_parser
-from core.faces import FaceCrops
-from core.layout import LAYOUT
-from core.pairs import sample_params
+from core.alignment import crops
+from core.training import train_parser as tp
+from core.datasets.labels import CLASS_INDEX, colorize, landmark_mask
+from core.nets.face_parser import load_face_parser
+from core.datasets.faces import FaceCrops
+from core.rig.layout import LAYOUT
+from core.datasets.pairs import sample_params
 from core.rig import load_rig
 
 torch.set_num_threads(1)
@@ -29,10 +31,10 @@ def _crops(n, seed, rendered, size=SIZE, labels=True):
         lab = landmark_mask(lm, (192, 192))
         img = colorize(lab).astype(np.float32) * rng.uniform(0.6, 1.0, 3) + rng.normal(0, 8, (192, 192, 3)) + 30
         img = np.clip(cv2.GaussianBlur(img, (0, 0), 1.0), 0, 255).astype(np.uint8)
-        crop, t = faces.crop_image(img, lm, size)
+        crop, t = crops.crop_image(img, lm, size)
         out["crops"].append(crop)
-        out["labels"].append(faces.crop_labels(lab, size=size, transform=t)[0])
-        out["landmarks"].append(faces.transform_points(t, lm))
+        out["labels"].append(crops.crop_labels(lab, size=size, transform=t)[0])
+        out["landmarks"].append(crops.transform_points(t, lm))
         out["transform"].append(t)
     return FaceCrops(crops=np.stack(out["crops"]), landmarks=np.stack(out["landmarks"]), roll=np.zeros(n),
                      source=["drawn"], source_index=np.zeros(n), frame=np.arange(n),
@@ -69,7 +71,7 @@ def test_a_few_steps_lower_the_loss(files, tmp_path):
     model, state = tp.load_trained_parser(ckpt)
     path = tp.export_parser(model, tmp_path / "parser.pt", state, "python -m core train-parser ...")
     loaded = load_face_parser(path)
-    assert loaded.meta["crop_size"] == SIZE and loaded.meta["eye_distance"] == faces.EYE_DISTANCE
+    assert loaded.meta["crop_size"] == SIZE and loaded.meta["eye_distance"] == crops.EYE_DISTANCE
     assert loaded.meta["trained"]["steps"] == 24 and loaded.meta["classes"][1] == "skin"
     x = torch.rand(1, 3, SIZE, SIZE)
     assert torch.equal(loaded(x), model(x))

@@ -21,10 +21,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from core.chain import LossWeights  # noqa: E402
-from core.metrics import au_report, format_report  # noqa: E402
-from core.regressor import RegressorConfig  # noqa: E402
-from core.train_regressor import (RegressorTrainConfig, load_chain, load_crops, load_trained,  # noqa: E402
+from core.training.chain import LossWeights  # noqa: E402
+from core.evaluation.metrics import au_report, format_report  # noqa: E402
+from core.nets.regressor import RegressorConfig  # noqa: E402
+from core.training.train_regressor import (RegressorTrainConfig, load_chain, load_crops, load_trained,  # noqa: E402
                                   predict_crops, train_regressor)
 
 RUNS = {

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 
 from addon.bake import Curve, action_fcurves, bake_action  # noqa: E402
 from addon.rig_builder import build_rig  # noqa: E402
-from core.keyframes import GROUP_LABELS  # noqa: E402
-from core.layout import LAYOUT  # noqa: E402
+from core.animation.keyframes import GROUP_LABELS  # noqa: E402
+from core.rig.layout import LAYOUT  # noqa: E402
 from core.rig import load_rig  # noqa: E402
 
 

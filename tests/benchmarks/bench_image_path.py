@@ -23,13 +23,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.chain import LossWeights, Objective, RenderChain  # noqa: E402
-from core.face_parser import FaceParser  # noqa: E402
-from core.generator import GeneratorConfig, build_generator  # noqa: E402
-from core.estimator import OnnxImageEstimator  # noqa: E402
-from core.image_estimator import export_image_estimator  # noqa: E402
-from core.layout import LAYOUT  # noqa: E402
-from core.regressor import Regressor, RegressorConfig, region_channels  # noqa: E402
+from core.training.chain import LossWeights, Objective, RenderChain  # noqa: E402
+from core.nets.face_parser import FaceParser  # noqa: E402
+from core.nets.generator import GeneratorConfig, build_generator  # noqa: E402
+from core.tracking.estimator import OnnxImageEstimator  # noqa: E402
+from core.training.image_estimator import export_image_estimator  # noqa: E402
+from core.rig.layout import LAYOUT  # noqa: E402
+from core.nets.regressor import Regressor, RegressorConfig, region_channels  # noqa: E402
 from core.rig import load_rig  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp())
     if args.generator and args.parser:
-        from core.train_regressor import load_chain
+        from core.training.train_regressor import load_chain
 
         chain = load_chain(args.generator, args.parser)
     else:
@@ -76,8 +76,8 @@ def main(argv=None) -> int:
 
     video = Path(args.video)
     if video.is_file():
-        from core.estimator import DEFAULT_ONNX
-        from core.track import TrackConfig, track_video
+        from core.tracking.estimator import DEFAULT_ONNX
+        from core.tracking.track import TrackConfig, track_video
 
         fps = {}
         for name, path in (("landmark model", DEFAULT_ONNX), ("image model", model)):
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     else:
         print(f"{video} absent: tracker comparison skipped")
 
-    from core.genet import FitConfig, fit
+    from core.training.genet import FitConfig, fit
 
     params = torch.from_numpy(LAYOUT.neutral(16).astype(np.float32))
     with torch.no_grad():

@@ -69,8 +69,8 @@ def measure(size: int = 128, naive_count: int = 60, count: int = 400, workers: i
     "naive_cpu": CPU s per pair, "real": [one dict per lod: rate, steady, wall, cpu, lod, vertices,
     report, rendered, count], "rig", "cores", "workers", "load_before"}``."""
     from addon.rig_render import render_naive
-    from core.layout import LAYOUT
-    from core.pairs import sample_params
+    from core.rig.layout import LAYOUT
+    from core.datasets.pairs import sample_params
     from core.rig import load_rig
 
     rig = load_rig()
@@ -89,7 +89,7 @@ def measure(size: int = 128, naive_count: int = 60, count: int = 400, workers: i
 
 def _real(rig, folder, size, count, aa, workers, lod) -> dict:
     from addon.rig_render import RenderConfig, render_pairs
-    from core.pairs import verify
+    from core.datasets.pairs import verify
 
     marks = []
     config = RenderConfig(output=str(folder), count=count, size=size, seed=2, workers=workers, aa=aa, lod=lod)

@@ -7,7 +7,7 @@ uniform in 0..1, a random brow style, 0-4 random AUs at 0.3..1, yaw +-30, pitch 
 degrees), runs MediaPipe's face mesh (static mode) on each render, and fits for every iBUG point
 a convex combination of at most 3 of the 10 nearest mesh points against the rig's analytic
 landmarks (``rig.landmarks_2d``), residuals normalized by each render's inter-ocular distance
-(``core.landmarks.fit_mediapipe_map``). The last quarter of the renders is held out; the residuals
+(``core.tracking.landmarks.fit_mediapipe_map``). The last quarter of the renders is held out; the residuals
 on it (pixels and fraction of inter-ocular distance, per point and overall) are printed and stored
 in the JSON with the settings that made it. Renders and detections are cached in ``--cache``.
 """
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.landmarks import MEDIAPIPE_MAP, fit_mediapipe_map, inter_ocular  # noqa: E402
-from core.layout import LAYOUT  # noqa: E402
+from core.tracking.landmarks import MEDIAPIPE_MAP, fit_mediapipe_map, inter_ocular  # noqa: E402
+from core.rig.layout import LAYOUT  # noqa: E402
 
 POSE_RANGE = {"pose_yaw": 30.0, "pose_pitch": 20.0, "pose_roll": 20.0}
 
@@ -47,7 +47,7 @@ def random_params(rng: np.random.Generator, n: int, layout=LAYOUT) -> np.ndarray
 def collect(n: int, size: int, seed: int, cache: Path, progress: bool = True):
     """(params (n, P), mesh (n, 468, 2) NaN where MediaPipe found no face, target (n, 68, 2))."""
     from addon.contact_sheet import setup_scene, render_tile
-    from core.landmarks import LandmarkMap, MediaPipeBackend
+    from core.tracking.landmarks import LandmarkMap, MediaPipeBackend
     from core.rig import load_rig
 
     rig = load_rig()

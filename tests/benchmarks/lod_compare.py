@@ -30,7 +30,7 @@ def render_set(rig, params, size, aa="FXAA", masks=False, tweak=None):
     import cv2
 
     from addon.rig_render import RenderConfig, RenderScene
-    from core import pairs
+    from core.datasets import pairs
 
     config = RenderConfig(output="/nonexistent", size=size, aa=aa, masks=masks)
     scene = RenderScene(rig, config)
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
 
     import cv2
 
-    from core import pairs
+    from core.datasets import pairs
     from core.rig import LOD_FACTORS, auto_lod, load_rig
 
     full = load_rig()

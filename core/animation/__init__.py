@@ -1,0 +1,1 @@
+"""Animation data: tracking files, AU curve filters, keyframe plans, retarget maps, scripted performances."""

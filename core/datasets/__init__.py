@@ -1,0 +1,1 @@
+"""Datasets on disk: rig-render pairs, aligned face crops and their face-parsing labels (numpy)."""

@@ -1,0 +1,1 @@
+"""Scores: agreement metrics (ICC, MAE, Pearson) and the dataset evaluation protocols."""

@@ -1,0 +1,1 @@
+"""The torch networks, one per module."""

@@ -1,0 +1,80 @@
+"""The landmark path's network: 68 landmarks in pixels (and optionally the actor's neutral frame)
+-> the full parameter vector. Five-point alignment is part of the graph, then an MLP; the roll
+is the alignment's rotation plus the network's residual (see ``core/training/train_landmarks.py``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..rig.evaluate import Rig
+from ..rig.layout import LAYOUT, ParameterLayout
+from ..rig.load import load_rig
+from ..alignment.align import apply_similarity, five_points, roll_degrees, similarity, template
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    hidden: int = 512
+    layers: int = 4
+    pose_scale: float = 30.0   # degrees per unit of the pose head
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
+    torch = _torch()
+    nn = torch.nn
+    rig = rig or load_rig()
+
+    class LandmarkNet(nn.Module):
+        """(N, 68, 2) landmarks in pixels -> (N, P) parameter vectors."""
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("template", torch.tensor(template(), dtype=torch.float32))
+            mean = apply_similarity(similarity(five_points(rig.landmarks_2d(layout.neutral(1))),
+                                               np.asarray(template())), rig.landmarks_2d(layout.neutral(1)))[0]
+            self.register_buffer("mean_shape", torch.tensor(mean, dtype=torch.float32))
+            width, layers = cfg.hidden, []
+            size_in = 68 * 2 * 2 + 1
+            for i in range(cfg.layers):
+                layers += [nn.Linear(size_in if i == 0 else width, width), nn.LayerNorm(width), nn.GELU()]
+            self.body = nn.Sequential(*layers)
+            self.groups = {g: layout.group_slice(g) for g in ("pose", "au", "identity", "brow_style")}
+            self.head = nn.Linear(width, len(layout))
+            self.pose_scale = float(cfg.pose_scale)
+
+        def normalise(self, landmarks):
+            transform = similarity(five_points(landmarks), self.template)
+            aligned = apply_similarity(transform, landmarks)
+            return (aligned - self.mean_shape).flatten(1) * 4.0, transform
+
+        def forward(self, landmarks, reference=None, has_reference=None, clamp: bool = True):
+            """Parameter vectors from landmarks (N, 68, 2) and optionally the actor's neutral
+            reference frame (N, 68, 2) with ``has_reference`` (N, 1) 1 where it is given.
+            ``clamp=False`` (training) leaves AU and identity values unclipped so that the loss
+            still has a gradient outside 0..1."""
+            x, transform = self.normalise(landmarks)
+            if reference is None:
+                ref = torch.zeros_like(x)
+                has_reference = torch.zeros_like(x[:, :1])
+            else:
+                if has_reference is None:
+                    has_reference = torch.ones_like(x[:, :1])
+                ref = torch.where(has_reference > 0, self.normalise(reference)[0], torch.zeros_like(x))
+            raw = self.head(self.body(torch.cat([x, ref, has_reference], 1)))
+            g = self.groups
+            pose = raw[:, g["pose"]] * self.pose_scale
+            roll = roll_degrees(transform)
+            pose = torch.cat([pose[:, :2], pose[:, 2:3] + roll[:, None]], 1)
+            au, ident = raw[:, g["au"]], raw[:, g["identity"]]
+            if clamp:
+                au, ident = au.clamp(0.0, 1.0), ident.clamp(0.0, 1.0)
+            return torch.cat([pose, au, ident, torch.softmax(raw[:, g["brow_style"]], 1)], 1)
+
+    return LandmarkNet()

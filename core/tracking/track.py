@@ -1,0 +1,357 @@
+"""The tracker: a video in, per-frame head pose, AU intensities and the full parameter vector out.
+
+    decode (OpenCV, in a reader thread) -> detect face + 68 landmarks (a perception backend)
+    -> estimator (ONNX Runtime; alignment is inside the model), twice: once on its own, then
+       with the actor's neutral reference frame (the most relaxed frame, or the one the user
+       names) -> neutral calibration -> smoothing (One Euro, one strength control)
+    -> per-channel gain -> Tracking
+
+With an image-path model (kind "image" in its metadata: F_seg + R, ``core.training.image_estimator``)
+the estimator step reads five-point aligned crops of the frames instead of the landmarks,
+in batches as the frames come, with no reference frame; the rest is the same.
+
+One face per video: the largest / most central face is picked and then followed (see
+``core.tracking.landmarks.pick_face``); when it is lost for longer than ``TrackConfig.lost_after``
+seconds the tracker starts over with the largest / most central face in view. Frames
+without the face are flagged (``success`` False, NaN values) and never invented.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import queue
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..alignment.align import roll_degrees
+from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata
+from ..alignment.crops import crop_image
+from ..animation.filters import apply_gain, calibrate, neutral_baseline, smooth
+from .landmarks import open_backend, pick_face
+from ..rig.layout import LAYOUT, ParameterLayout
+from ..animation.tracking_io import Tracking
+
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    backend: str = "mediapipe"
+    model: str | None = None          # ONNX estimator; None = the shipped default
+    smoothing: float = 0.3            # 0 = off .. 1 = strong (One Euro)
+    neutral: str | int | None = "auto"  # "auto" (most relaxed frames), a frame number, or None (off)
+    gains: dict = field(default_factory=dict)  # channel name or FACS code ("AU12") -> gain
+    start: int = 0                    # first frame to read
+    step: int = 1                     # read every step-th frame
+    max_frames: int | None = None     # stop after this many processed frames
+    lost_after: float = 0.5           # seconds without the followed face before starting over
+    threads: int = 1                  # ONNX Runtime threads
+
+
+class VideoError(ValueError):
+    """A video that cannot be read; the message names the file."""
+
+
+def open_video(path) -> tuple:
+    import cv2
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no video at {path}")
+    if path.is_dir():
+        raise VideoError(f"{path} is a folder, not a video file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoError(f"{path}: OpenCV cannot open it as a video (unknown format or corrupt file)")
+    info = {"path": str(path), "fps": float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
+            "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
+            "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+            "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)}
+    if not 0 < info["fps"] < 1000:
+        info["fps_note"] = f"the container gives no usable frame rate ({info['fps']}); 30 fps assumed"
+        info["fps"] = 30.0
+    return cap, info
+
+
+def read_frames(path, start: int = 0, step: int = 1, max_frames: int | None = None, prefetch: int = 8, opened=None):
+    """Yield ``(frame_index, image_bgr)`` decoded in a background thread (OpenCV releases the GIL,
+    so decoding overlaps detection). Raises :class:`VideoError` naming the file when no frame at
+    all can be decoded. ``opened``: the ``(capture, info)`` of :func:`open_video`, to not open twice."""
+    import cv2
+
+    cap, info = opened or open_video(path)
+    if start:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def reader():
+        index, emitted = start, 0
+        try:
+            while not stop.is_set():
+                ok = cap.grab()
+                if not ok:
+                    break
+                if (index - start) % step == 0:
+                    ok, image = cap.retrieve()
+                    if not ok or image is None:
+                        break
+                    q.put((index, image))
+                    emitted += 1
+                    if max_frames is not None and emitted >= max_frames:
+                        break
+                index += 1
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+        finally:
+            q.put(None)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    count = 0
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                break
+            if isinstance(item, Exception):
+                raise VideoError(f"{path}: decoding failed after {count} frames ({item})") from item
+            count += 1
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
+        cap.release()
+    if count == 0:
+        raise VideoError(f"{path}: no frame could be decoded (empty, corrupt or unsupported video)")
+
+
+def count_faces(image: np.ndarray, backend: str = "mediapipe") -> int:
+    """How many faces one frame shows (an image-mode detection, up to 4)."""
+    with open_backend(backend, video=False, max_faces=4) as b:
+        return len(b.detect(image))
+
+
+def video_info(path) -> dict:
+    cap, info = open_video(path)
+    cap.release()
+    return info
+
+
+def estimate(estimator: OnnxEstimator, landmarks: np.ndarray, valid: np.ndarray, reference: np.ndarray | None = None,
+             batch: int = 1024, layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """Raw parameter vectors (N, P) for the valid rows of (N, 68, 2) landmarks (with the actor's
+    neutral ``reference`` landmarks (68, 2) when given); NaN elsewhere."""
+    out = np.full((len(landmarks), len(layout)), np.nan)
+    rows = np.flatnonzero(valid)
+    for s in range(0, len(rows), batch):
+        r = rows[s:s + batch]
+        out[r] = layout.clamp(estimator(landmarks[r], reference))
+    return out
+
+
+RELAXED_SHARE = 0.1  # the reference frame is picked among the most relaxed 10% of the frames
+
+
+def reference_row(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarray,
+                  layout: ParameterLayout = LAYOUT, weights=None) -> int | None:
+    """Row of the actor's neutral reference frame: the frame the user names (``neutral`` a frame
+    number), or automatically, among the most relaxed frames, the one nearest a frontal pose.
+    Relaxed means a low AU activation in a first pass without reference, each AU weighted by how
+    well the model sees it from a single frame (``weights``, from the model's metadata; equal
+    weights without). None when off or no face."""
+    if neutral is None or not valid.any():
+        return None
+    if neutral != "auto":
+        hits = np.flatnonzero(frames == int(neutral))
+        if not len(hits):
+            raise ValueError(f"neutral frame {neutral} was not processed (frames {int(frames[0])}.."
+                             f"{int(frames[-1])})")
+        if not valid[hits[0]]:
+            raise ValueError(f"neutral frame {neutral} has no face; name a frame where the face is found")
+        return int(hits[0])
+    rows = np.flatnonzero(valid)
+    au = raw[rows][:, layout.group_slice("au")]
+    activation = au @ (np.ones(au.shape[1]) if weights is None else np.asarray(weights, float))
+    relaxed = rows[np.argsort(activation, kind="stable")[:max(1, int(round(RELAXED_SHARE * len(rows))))]]
+    pose = raw[relaxed][:, layout.group_slice("pose")]
+    return int(relaxed[np.argmin(np.abs(pose[:, 0]) + np.abs(pose[:, 1]))])
+
+
+def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
+                layout: ParameterLayout = LAYOUT, neutral_row: int | None = None) -> tuple[np.ndarray, dict]:
+    """Calibration, smoothing and gain on raw parameters; returns ``(params, notes)``.
+    ``neutral_row``: the row of the frame the user named as neutral (see :func:`reference_row`)."""
+    params = raw.copy()
+    notes: dict = {"neutral": config.neutral}
+    if config.neutral is not None and valid.any():
+        frame = None if config.neutral == "auto" else neutral_row
+        baseline = neutral_baseline(params, valid, layout, frame=frame)
+        params = calibrate(params, baseline, layout)
+        notes["baseline"] = baseline[layout.group_slice("au")].round(4).tolist()
+    params = smooth(params, timestamps, config.smoothing, valid, layout)
+    if config.gains:
+        params = apply_gain(params, config.gains, layout)
+    params[~valid] = np.nan
+    return params, notes
+
+
+def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = True, on_progress=None,
+                should_stop=None, layout: ParameterLayout = LAYOUT) -> Tracking:
+    """Track one video. ``on_progress(done, total)`` is called per frame; ``should_stop()``
+    returning True ends the run early (the frames read so far are returned, meta says so)."""
+    model = Path(config.model) if config.model else DEFAULT_ONNX
+    if not model.is_file():
+        raise FileNotFoundError(f"no estimator model at {model}")
+    opened = open_video(video)
+    # the model loads (and is checked against the rig) while the first frames are detected
+    loading = concurrent.futures.ThreadPoolExecutor(1)
+    pending = loading.submit(_open_estimator, model, config.threads, layout)
+    try:
+        return _track(video, config, progress, on_progress, should_stop, layout, opened, model, pending)
+    finally:
+        loading.shutdown(wait=False, cancel_futures=True)
+
+
+def model_kind(path) -> str:
+    """"landmarks" or "image": which path an exported model belongs to (its metadata's kind)."""
+    return onnx_metadata(path).get("kind", "landmarks")
+
+
+def _open_estimator(path, threads, layout):
+    kind = model_kind(path)
+    if kind not in ("landmarks", "image"):
+        raise ValueError(f"{path}: a {kind!r} model; the tracker needs a landmark or image-path estimator")
+    return (OnnxImageEstimator if kind == "image" else OnnxEstimator)(path, threads, layout)
+
+
+class _CropStream:
+    """The image path's side of the tracker: aligned crops of the followed face, estimated in
+    batches (so memory does not grow with the video). The first crop waits for the model, whose
+    metadata gives the crop geometry."""
+
+    def __init__(self, pending, batch: int = 32):
+        self.pending, self.batch = pending, batch
+        self.rows, self.crops, self.rolls, self.done = [], [], [], {}
+
+    def add(self, row: int, image_bgr: np.ndarray, landmarks: np.ndarray) -> None:
+        est = self.pending.result()
+        crop, t = crop_image(image_bgr, landmarks, est.crop_size, est.eye_distance)
+        self.rows.append(row)
+        self.crops.append(crop[:, :, ::-1])
+        self.rolls.append(float(roll_degrees(t)))
+        if len(self.crops) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.crops:
+            out = self.pending.result()(np.stack(self.crops), np.asarray(self.rolls))
+            self.done.update(zip(self.rows, out))
+            self.rows, self.crops, self.rolls = [], [], []
+
+    def result(self, n: int, layout: ParameterLayout) -> np.ndarray:
+        self.flush()
+        raw = np.full((n, len(layout)), np.nan)
+        for row, params in self.done.items():
+            raw[row] = layout.clamp(params)
+        return raw
+
+
+def _track(video, config, progress, on_progress, should_stop, layout, opened, model, pending) -> Tracking:
+    from tqdm import tqdm
+
+    info = opened[1]
+    total = max(0, (info["frames"] - config.start + config.step - 1) // config.step) if info["frames"] else None
+    if total is not None and config.max_frames is not None:
+        total = min(total, config.max_frames)
+    frames, conf, lms = [], [], []
+    previous, last_seen = None, None
+    fps = info["fps"]
+    stopped = False
+    bar = tqdm(total=total, desc=f"tracking {Path(video).name}", unit="frame", disable=not progress)
+    frames_in = read_frames(video, config.start, config.step, config.max_frames, opened=opened)
+    first = next(frames_in)
+    crowd = count_faces(first[1], config.backend)
+    if crowd > 1:
+        message = (f"{Path(video).name}: {crowd} faces in the first frame; following the largest / most "
+                   f"central one")
+        (tqdm.write if progress else print)(message, file=sys.stderr)
+    # one face in view: the backend may track it alone (fastest); several: it must report them all
+    stream = _CropStream(pending) if model_kind(model) == "image" else None
+    with open_backend(config.backend, video=True, max_faces=1 if crowd <= 1 else 4) as backend:
+        started = time.perf_counter()  # the frames' time: decoding, detection (start-up excluded)
+        for index, image in itertools.chain([first], frames_in):
+            if pending.done() and pending.exception() is not None:
+                raise pending.exception()  # a model that cannot be used: say so now, not at the end
+            faces = backend.detect(image)
+            face = pick_face(faces, previous, image.shape)
+            if face is None and previous is not None and last_seen is not None \
+                    and (index - last_seen) / fps > config.lost_after:
+                previous = None
+                face = pick_face(faces, None, image.shape)
+            frames.append(index)
+            if face is None:
+                conf.append(0.0)
+                lms.append(np.full((68, 2), np.nan))
+            else:
+                previous, last_seen = face, index
+                conf.append(float(face.confidence))
+                lms.append(np.asarray(face.landmarks, float))
+                if stream is not None:
+                    stream.add(len(frames) - 1, image, lms[-1])
+            bar.update(1)
+            if on_progress:
+                on_progress(len(frames), total)
+            if should_stop and should_stop():
+                stopped = True
+                break
+    bar.close()
+    seconds = time.perf_counter() - started
+    frames_a = np.asarray(frames, int)
+    landmarks = np.asarray(lms, float).reshape(-1, 68, 2)
+    valid = np.isfinite(landmarks).all(axis=(1, 2))
+    timestamps = frames_a / fps
+    estimator = pending.result()
+    if stream is not None:  # the image path: F_seg + R on aligned crops, no reference frame
+        raw, ref = stream.result(len(frames_a), layout), None
+    else:
+        raw = estimate(estimator, landmarks, valid, layout=layout)
+        ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
+        if ref is not None:
+            raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
+    named = ref if config.neutral not in ("auto", None) else None
+    params, notes = postprocess(raw, timestamps, valid, config, layout, named)
+    notes["reference_frame"] = None if ref is None else int(frames_a[ref])
+    meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
+            "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
+            "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),
+            "frames_with_face": int(valid.sum()), "frames_without_face": int((~valid).sum()),
+            "faces_in_first_frame": crowd}
+    return Tracking(frames=frames_a, timestamps=timestamps, success=valid, confidence=np.asarray(conf, float),
+                    params=params, landmarks=landmarks, fps=fps, meta=meta)
+
+
+def write_outputs(tracking: Tracking, output, twins: tuple[str, ...] = (".json", ".npz"),
+                  layout: ParameterLayout = LAYOUT) -> list[Path]:
+    """Write the CSV (or whichever format ``output``'s suffix names) and its twins beside it."""
+    from ..animation.tracking_io import write_csv, write_json, write_npz
+
+    writers = {".csv": write_csv, ".json": write_json, ".npz": write_npz}
+    output = Path(output)
+    if output.suffix.lower() not in writers:
+        raise ValueError(f"{output}: the output must end in .csv, .json or .npz")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise ValueError(f"{output}: {output.parent} is a file, not a folder")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in dict.fromkeys((output.suffix.lower(),) + tuple(twins)):
+        written.append(writers[suffix](tracking, output.with_suffix(suffix), layout))
+    return written

@@ -1,0 +1,1 @@
+"""Training (torch): trainers, their shared helpers, ONNX export and re-stamping models."""
