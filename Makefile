@@ -15,19 +15,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m addon demo
+	$(BIN)/au2rig demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 contact-sheet: $(STAMP)
-	$(BIN)/python -m addon contact-sheet -o out/contact_sheet.png
+	$(BIN)/au2rig contact-sheet -o out/contact_sheet.png
 
 pairs: $(STAMP)
-	$(BIN)/python -m addon render-pairs out/pairs --count 80000 --size 128 --masks
+	$(BIN)/au2rig render-pairs out/pairs --count 80000 --size 128 --masks
 
 bench: $(STAMP)
-	$(BIN)/python -m addon bench --preset small
+	$(BIN)/au2rig bench --preset small
 
 bench-render: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_rig_render.py
@@ -40,18 +40,18 @@ bench-tracker: $(STAMP)
 
 # Reproduces the shipped estimator (core/models/landmarks.onnx and .pt)
 train-landmarks: $(STAMP)
-	$(BIN)/python -m core train-landmarks -o runs/landmarks --steps 20000 --threads 2 \
+	$(BIN)/au2rig train-landmarks -o runs/landmarks --steps 20000 --threads 2 \
 		--export core/models/landmarks.onnx --save-checkpoint core/models/landmarks.pt
 
 # Reproduces the shipped generator (core/models/generator.pt): 20,480 pairs, then ~1 h on 2 cores
 train-generator: $(STAMP)
-	$(BIN)/python -m addon render-pairs data/pairs128 --count 20480 --size 128 --masks
-	$(BIN)/python -m core train-generator data/pairs128 -o runs/g128 --steps 3000 --batch 16 --lr 5e-4 \
+	$(BIN)/au2rig render-pairs data/pairs128 --count 20480 --size 128 --masks
+	$(BIN)/au2rig train-generator data/pairs128 -o runs/g128 --steps 3000 --batch 16 --lr 5e-4 \
 		--lr-final 0.05 --region-weight 5 --threads 2 --save-weights core/models/generator.pt
 
 # Every AU, identity, brow style and pose: the rig's render beside the shipped G's image
 generator-sheet: $(STAMP)
-	$(BIN)/python -m addon contact-sheet -o out/generator_sheet.png --generator core/models/generator.pt --columns 6
+	$(BIN)/au2rig contact-sheet -o out/generator_sheet.png --generator core/models/generator.pt --columns 6
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info
