@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.nets.face_parser import (CLASS_INDEX, CLASSES, REGIONS, FaceParser, ParserFeatures, ParserOutput,
-                              colorize, landmark_mask, load_face_parser, region_attention,
-                              representation_distance, rig_mask_to_classes, save_face_parser)
+from core.datasets.labels import CLASS_INDEX, CLASSES, colorize, landmark_mask, rig_mask_to_classes
+from core.nets.face_parser import (REGIONS, FaceParser, ParserFeatures, ParserOutput, load_face_parser,
+                                   region_attention, representation_distance, save_face_parser)
 
 torch.set_num_threads(1)
 
