@@ -5,7 +5,6 @@ import bpy
 from .properties import KEY_PROPS, VIDEO_GLOB
 
 
-
 class AU2RIG_OT_add_face_rig(bpy.types.Operator):
     """Add the built-in bone-driven face rig, its channels driving the bones"""
 

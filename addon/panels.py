@@ -2,8 +2,12 @@
 import bpy
 
 from ._core import LAYOUT
-from .operators import AU2RIG_OT_add_face_rig, AU2RIG_OT_animate_from_video, AU2RIG_OT_import_tracking, \
-    AU2RIG_OT_render_pairs
+from .operators import (
+    AU2RIG_OT_add_face_rig,
+    AU2RIG_OT_animate_from_video,
+    AU2RIG_OT_import_tracking,
+    AU2RIG_OT_render_pairs,
+)
 
 
 class AU2RIG_PT_channels(bpy.types.Panel):

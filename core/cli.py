@@ -266,7 +266,7 @@ def _train_landmarks(args) -> int:
 
         net = adapt(net, args.videos, out, steps=args.adapt_steps, seed=args.seed)
     trained = {"steps": cfg.steps, "samples": cfg.samples, "seed": cfg.seed,
-               "adapted_on": [str(v) for v in args.videos], "command": "au2rig " + " ".join(sys.argv[1:])}
+               "adapted_on": [str(v) for v in args.videos], "command": "python -m core " + " ".join(sys.argv[1:])}
     if args.export:
         path = export_onnx(net, args.export, extra={"trained": trained})
         print(f"exported {path}", file=sys.stderr)
@@ -303,8 +303,8 @@ def _fit(args) -> int:
 
 def _eval_image(args) -> int:
     from .datasets.faces import FaceCrops
-    from .tracking.estimator import OnnxImageEstimator
     from .evaluation.metrics import au_report, format_report
+    from .tracking.estimator import OnnxImageEstimator
 
     crops = FaceCrops.load(args.crops)
     if crops.params is None:
@@ -341,9 +341,9 @@ def _restamp(args) -> int:
 
 
 def _eval_landmarks(args) -> int:
+    from .evaluation.metrics import au_report, format_report
     from .tracking.estimator import DEFAULT_ONNX, OnnxEstimator
     from .training.train_landmarks import heldout_set
-    from .evaluation.metrics import au_report, format_report
 
     params, landmarks, reference = heldout_set(args.n, args.seed, jitter=args.jitter)
     est = OnnxEstimator(args.model or DEFAULT_ONNX)

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.rig.layout import LAYOUT  # noqa: E402
-from core.rig import Camera, Rig, coefficient_names  # noqa: E402
+from core.rig import Camera, Rig, coefficient_names  # noqa: E402 (after pytest.importorskip)
+from core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
 
 # name, parent, head, rotation mode, base scale
 SYNTHETIC_BONES = (
@@ -50,7 +50,7 @@ def make_synthetic_rig(seed: int = 0) -> Rig:
     unit = np.concatenate([[[0, 0, 1.0]], ring, [[0, 0, -1.0]]])
     verts = center + unit * radii
     top, bottom = 0, len(unit) - 1
-    at = lambda i, j: 1 + i * n_lon + j % n_lon  # noqa: E731
+    at = lambda i, j: 1 + i * n_lon + j % n_lon
     faces = [(top, at(0, j), at(0, j + 1)) for j in range(n_lon)]
     for i in range(n_lat - 2):
         for j in range(n_lon):

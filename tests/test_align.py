@@ -3,10 +3,18 @@ import numpy as np
 import pytest
 import torch
 
-from core.alignment.align import aligned_crop, align, apply_similarity, five_points, invert_similarity, roll_degrees, \
-    similarity, template
-from core.rig.layout import LAYOUT
+from core.alignment.align import (
+    align,
+    aligned_crop,
+    apply_similarity,
+    five_points,
+    invert_similarity,
+    roll_degrees,
+    similarity,
+    template,
+)
 from core.rig import load_rig
+from core.rig.layout import LAYOUT
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("mediapipe")
 cv2 = pytest.importorskip("cv2")
 
-import addon  # noqa: E402
-from addon import video  # noqa: E402
-from addon.animate import KeyOptions  # noqa: E402
-from addon.bake import action_fcurves  # noqa: E402
-from core.rig.layout import LAYOUT  # noqa: E402
-from core.tracking.track import TrackConfig  # noqa: E402
-from core.animation.tracking_io import read_tracking  # noqa: E402
+import addon  # noqa: E402 (after pytest.importorskip)
+from addon import video  # noqa: E402 (after pytest.importorskip)
+from addon.animate import KeyOptions  # noqa: E402 (after pytest.importorskip)
+from addon.bake import action_fcurves  # noqa: E402 (after pytest.importorskip)
+from core.animation.tracking_io import read_tracking  # noqa: E402 (after pytest.importorskip)
+from core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
+from core.tracking.track import TrackConfig  # noqa: E402 (after pytest.importorskip)
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]

@@ -4,14 +4,14 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import addon  # noqa: E402
-from addon import bake  # noqa: E402
-from addon.animate import apply_tracking  # noqa: E402
-from addon.bake import Curve, action_fcurves, action_groups, bake_action, is_layered  # noqa: E402
-from core.animation.filters import apply_gain  # noqa: E402
-from core.animation.keyframes import CLEANUP_TOLERANCE  # noqa: E402
-from core.rig.layout import LAYOUT  # noqa: E402
-from core.animation.tracking_io import Tracking, read_tracking, write_csv  # noqa: E402
+import addon  # noqa: E402 (after pytest.importorskip)
+from addon import bake  # noqa: E402 (after pytest.importorskip)
+from addon.animate import apply_tracking  # noqa: E402 (after pytest.importorskip)
+from addon.bake import Curve, action_fcurves, action_groups, bake_action, is_layered  # noqa: E402 (after pytest.importorskip)
+from core.animation.filters import apply_gain  # noqa: E402 (after pytest.importorskip)
+from core.animation.keyframes import CLEANUP_TOLERANCE  # noqa: E402 (after pytest.importorskip)
+from core.animation.tracking_io import Tracking, read_tracking, write_csv  # noqa: E402 (after pytest.importorskip)
+from core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
 
 POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]
 

@@ -5,10 +5,20 @@ import subprocess
 import sys
 
 import numpy as np
-
-from addon.tools.bench import (GENERATOR_PT, HEADERS, ROW_NAMES, Row, Unavailable, bar_chart, format_markdown, format_table,
-                         run_row, unavailable_text)
 from conftest import ROOT
+
+from addon.tools.bench import (
+    GENERATOR_PT,
+    HEADERS,
+    ROW_NAMES,
+    Row,
+    Unavailable,
+    bar_chart,
+    format_markdown,
+    format_table,
+    run_row,
+    unavailable_text,
+)
 
 
 def _rows():

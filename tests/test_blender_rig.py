@@ -7,9 +7,10 @@ import pytest
 bpy = pytest.importorskip("bpy")
 torch = pytest.importorskip("torch")
 
-from addon import rig_builder  # noqa: E402
-from conftest import make_synthetic_rig, random_params  # noqa: E402
-from core.rig import DEFAULT_RIG, load_rig  # noqa: E402
+from conftest import make_synthetic_rig, random_params  # noqa: E402 (after pytest.importorskip)
+
+from addon import rig_builder  # noqa: E402 (after pytest.importorskip)
+from core.rig import DEFAULT_RIG, load_rig  # noqa: E402 (after pytest.importorskip)
 
 N_SAMPLES = 5
 

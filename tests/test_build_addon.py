@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import build_addon
-from core.rig.layout import LAYOUT
-from core.rig import load_rig
 from core.animation.tracking_io import Tracking, write_csv
+from core.rig import load_rig
+from core.rig.layout import LAYOUT
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,8 @@ out["install"] = sorted(bpy.ops.extensions.package_install_files(filepath=zip_pa
                                                                   enable_on_install=True))
 out["enabled"] = "bl_ext.user_default.au2rig" in bpy.context.preferences.addons
 mods = [sys.modules["bl_ext.user_default.au2rig." + m] for m in ("properties", "operators", "panels")]
-names = sorted({n for mod in mods for n, c in vars(mod).items()
-                if isinstance(c, type) and issubclass(c, (bpy.types.Operator, bpy.types.Panel)) and n.startswith("AU2RIG_")})
+names = sorted({n for mod in mods for n, c in vars(mod).items() if n.startswith("AU2RIG_")
+                and isinstance(c, type) and issubclass(c, (bpy.types.Operator, bpy.types.Panel))})
 out["classes"] = names
 out["registered"] = [n for n in names if hasattr(bpy.types, n)]
 out["add_rig"] = sorted(bpy.ops.au2rig.add_face_rig(name="Face"))

@@ -6,9 +6,9 @@ import sys
 import tomllib
 
 import pytest
+from conftest import ROOT
 
 from addon.cli import COMMANDS, main
-from conftest import ROOT
 
 TASKS = ("track", "render-pairs", "verify-pairs", "train-landmarks", "train-generator", "train-regressor",
          "train-parser", "eval-landmarks", "eval-image", "eval-dataset", "bench", "demo", "contact-sheet", "recovery",

@@ -4,9 +4,9 @@ import pytest
 
 from addon import contact_sheet
 from addon.demo import beat_frames, key_performance, save_blend_atomically
-from core.rig.layout import LAYOUT
 from core.animation.performance import scripted_performance
 from core.rig import load_rig
+from core.rig.layout import LAYOUT
 
 
 @pytest.fixture(scope="module")

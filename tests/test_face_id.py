@@ -10,8 +10,15 @@ import pytest
 import torch
 
 from core.nets.face_id import (
-    DlibFormatError, EmbedderUnavailable, FaceEmbedder, LightCNN29v2, identity_loss, load_dlib_resnet,
-    load_lightcnn, open_face_embedder, parse_dlib_net,
+    DlibFormatError,
+    EmbedderUnavailable,
+    FaceEmbedder,
+    LightCNN29v2,
+    identity_loss,
+    load_dlib_resnet,
+    load_lightcnn,
+    open_face_embedder,
+    parse_dlib_net,
 )
 
 torch.set_num_threads(1)

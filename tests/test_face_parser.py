@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from core.datasets.labels import CLASS_INDEX, CLASSES, colorize, landmark_mask, rig_mask_to_classes
-from core.nets.face_parser import (REGIONS, FaceParser, ParserFeatures, ParserOutput, load_face_parser,
-                                   region_attention, representation_distance, save_face_parser)
+from core.nets.face_parser import (
+    REGIONS,
+    FaceParser,
+    ParserFeatures,
+    ParserOutput,
+    load_face_parser,
+    region_attention,
+    representation_distance,
+    save_face_parser,
+)
 
 torch.set_num_threads(1)
 

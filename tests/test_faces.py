@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from core.datasets import faces, pairs
+from core.alignment import crops
 from core.alignment.align import apply_similarity, five_points, roll_degrees, template
+from core.alignment.crops import CROP_SIZE, EYE_DISTANCE
+from core.datasets import faces, pairs
 from core.datasets.faces import FaceCrops
 from core.datasets.labels import CLASS_INDEX, landmark_mask, rig_mask_to_classes
-from core.alignment import crops
-from core.alignment.crops import CROP_SIZE, EYE_DISTANCE
-from core.training.chain import warp_to_crop
-from core.rig.layout import LAYOUT
 from core.rig import load_rig
+from core.rig.layout import LAYOUT
+from core.training.chain import warp_to_crop
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 PAIRS128 = Path("/work/data/pairs128")

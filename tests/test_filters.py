@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.animation.filters import (OneEuroFilter, apply_gain, calibrate, gain_channels, neutral_baseline,
-                          smooth)
+from core.animation.filters import OneEuroFilter, apply_gain, calibrate, gain_channels, neutral_baseline, smooth
 from core.rig.layout import LAYOUT
 
 FPS = 30.0

@@ -6,11 +6,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.nets.generator import (GeneratorConfig, build_generator, check_meta, count_parameters,
-                            generator_meta, landmark_maps)
+from core.nets.generator import (
+    GeneratorConfig,
+    build_generator,
+    check_meta,
+    count_parameters,
+    generator_meta,
+    landmark_maps,
+)
+from core.nets.perceptual import (
+    ImageLoss,
+    VGG16Features,
+    VGGWeightsError,
+    expected_vgg16_shapes,
+    load_vgg16,
+    perceptual_loss,
+    ssim,
+)
 from core.rig.layout import LAYOUT
-from core.nets.perceptual import (ImageLoss, VGG16Features, VGGWeightsError, expected_vgg16_shapes,
-                             load_vgg16, perceptual_loss, ssim)
 
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.training.chain import LossWeights, Objective, RenderChain, with_base_au, with_base_identity
-from core.nets.face_parser import FaceParser, save_face_parser
 from core.datasets.faces import FaceCrops
-from core.nets.generator import GeneratorConfig, build_generator
-from core.rig.layout import LAYOUT
+from core.nets.face_parser import FaceParser, save_face_parser
+from core.nets.generator import GeneratorConfig, build_generator, save_generator
 from core.nets.regressor import Regressor, RegressorConfig, region_channels, squash, unsquash
-from core.nets.generator import save_generator
+from core.rig.layout import LAYOUT
+from core.training.chain import LossWeights, Objective, RenderChain, with_base_au, with_base_identity
 
 SIZE = 64
 
@@ -274,8 +273,8 @@ def test_image_model_refused_where_a_landmark_model_is_expected(tmp_path):
 def test_tracker_runs_an_image_model(nets, chain, tmp_path):
     from pathlib import Path
 
-    from core.training.image_estimator import export_image_estimator
     from core.tracking.track import TrackConfig, model_kind, track_video
+    from core.training.image_estimator import export_image_estimator
 
     video = Path(__file__).resolve().parents[2] / "shared" / "media" / "single_face.mp4"
     if not video.is_file():

@@ -2,10 +2,17 @@
 import numpy as np
 import pytest
 
-from core.animation.keyframes import (CHANNEL_SETS, frame_map, parse_gains, plan_keys, redundant_keys,
-                            scene_fps, select_channels)
-from core.rig.layout import LAYOUT
+from core.animation.keyframes import (
+    CHANNEL_SETS,
+    frame_map,
+    parse_gains,
+    plan_keys,
+    redundant_keys,
+    scene_fps,
+    select_channels,
+)
 from core.animation.tracking_io import Tracking
+from core.rig.layout import LAYOUT
 
 
 def test_frame_map_is_relative_to_the_first_row_and_divided_by_the_step():

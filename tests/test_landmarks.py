@@ -8,9 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.tracking.landmarks import (BACKENDS, BackendUnavailable, Face, LandmarkMap, fit_mediapipe_map,
-                            inter_ocular, load_landmark_map, open_backend, pick_face)
 from core.rig.layout import LAYOUT
+from core.tracking.landmarks import (
+    BACKENDS,
+    BackendUnavailable,
+    Face,
+    LandmarkMap,
+    fit_mediapipe_map,
+    inter_ocular,
+    load_landmark_map,
+    open_backend,
+    pick_face,
+)
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -119,7 +128,8 @@ def test_mapped_points_match_the_rig(mediapipe_static, rig_render):
 def _layout_ok(pts: np.ndarray):
     """Anatomy of an upright face: brows above eyes above nose tip above mouth above chin;
     the subject's right (points 36-41) on the image's left."""
-    brows, eyes, nose_tip, mouth, chin = pts[17:27, 1].mean(), pts[36:48, 1].mean(), pts[30, 1], pts[48:68, 1].mean(), pts[8, 1]
+    brows, eyes, nose_tip = pts[17:27, 1].mean(), pts[36:48, 1].mean(), pts[30, 1]
+    mouth, chin = pts[48:68, 1].mean(), pts[8, 1]
     assert brows < eyes < nose_tip < mouth < chin
     assert pts[36:42, 0].mean() < pts[42:48, 0].mean()
     assert pts[0, 0] < pts[30, 0] < pts[16, 0]

@@ -7,13 +7,13 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import make_synthetic_rig, random_params
 
 from core.datasets import pairs
-from core.util import atomic
-from core.rig.layout import LAYOUT
 from core.rig import LOD_FACTORS, auto_lod, load_rig, lod_of
+from core.rig.layout import LAYOUT
 from core.rig.skinning import Skinning
-from conftest import make_synthetic_rig, random_params
+from core.util import atomic
 
 AU = LAYOUT.group_slice("au")
 BROW = LAYOUT.group_slice("brow_style")
@@ -264,7 +264,7 @@ def _corrupt_and_check(folder, rig, what, index, damage):
 
 def test_verify_names_each_kind_of_corruption(fake):
     folder, m, rig = fake
-    img = lambda i: folder / pairs.IMAGE_NAME.format(i)  # noqa: E731
+    img = lambda i: folder / pairs.IMAGE_NAME.format(i)
     _corrupt_and_check(folder, rig, "missing image", 2, lambda: img(2).unlink())
     data = img(5).read_bytes()
     _corrupt_and_check(folder, rig, "truncated image", 5, lambda: img(5).write_bytes(data[:-20]))

@@ -8,11 +8,26 @@ import cv2
 import numpy as np
 import pytest
 
-from core.rig.layout import LAYOUT
 from core.evaluation.metrics import au_report, icc31, mae, pearson
-from core.evaluation.protocols import (BP4D_AUS, BP4D_DEVELOPMENT, BP4D_TRAIN, DISFA_AUS, DatasetError, Sequence,
-                            _frames_video, disfa_folds, evaluate_protocol, fold_of, format_protocol_table,
-                            load_bp4d, load_disfa, main_protocol, read_fold_file, read_label_file)
+from core.evaluation.protocols import (
+    BP4D_AUS,
+    BP4D_DEVELOPMENT,
+    BP4D_TRAIN,
+    DISFA_AUS,
+    DatasetError,
+    Sequence,
+    _frames_video,
+    disfa_folds,
+    evaluate_protocol,
+    fold_of,
+    format_protocol_table,
+    load_bp4d,
+    load_disfa,
+    main_protocol,
+    read_fold_file,
+    read_label_file,
+)
+from core.rig.layout import LAYOUT
 
 
 # --- fabricating datasets ---------------------------------------------------------------------

@@ -4,15 +4,24 @@ import json
 import numpy as np
 import pytest
 
-from core.rig.layout import LAYOUT
-from core.animation.retarget import (BUILTIN, MapError, auto_match, evaluate_map, load_builtin, load_map,
-                           normalize_name, parse_map, save_map)
+from core.animation.retarget import (
+    BUILTIN,
+    MapError,
+    auto_match,
+    evaluate_map,
+    load_builtin,
+    load_map,
+    normalize_name,
+    parse_map,
+    save_map,
+)
 from core.animation.tracking_io import Tracking
+from core.rig.layout import LAYOUT
 
 bpy = pytest.importorskip("bpy")
 
-from addon.animate import apply_map, detect_map  # noqa: E402
-from addon.bake import action_fcurves, action_groups  # noqa: E402
+from addon.animate import apply_map, detect_map  # noqa: E402 (after pytest.importorskip)
+from addon.bake import action_fcurves, action_groups  # noqa: E402 (after pytest.importorskip)
 
 ARKIT = ("eyeBlinkLeft eyeBlinkRight eyeLookDownLeft eyeLookDownRight eyeLookInLeft eyeLookInRight "
          "eyeLookOutLeft eyeLookOutRight eyeLookUpLeft eyeLookUpRight eyeSquintLeft eyeSquintRight "

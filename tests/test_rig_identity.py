@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.rig.layout import LAYOUT
 from core.rig import load_rig
-from core.rig.identity import (FINGERPRINT_TOL, RigMismatchError, check_rig, legacy_hash, stamp)
+from core.rig.identity import FINGERPRINT_TOL, RigMismatchError, check_rig, legacy_hash, stamp
+from core.rig.layout import LAYOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_SETTINGS = {
@@ -174,8 +174,8 @@ def test_a_stamp_with_a_fingerprint_off_by_more_than_the_tolerance_is_refused(ri
 def test_restamp_renews_a_legacy_stamp_of_this_rig_and_refuses_another(rig, synthetic_rig, tmp_path):
     import torch
 
-    from core.training.train_landmarks import load_checkpoint
     from core.training.restamp import restamp
+    from core.training.train_landmarks import load_checkpoint
 
     ckpt = torch.load(ROOT / "core/models/landmarks.pt", map_location="cpu", weights_only=True)
     legacy = {k: v for k, v in ckpt.items() if k not in ("rig_identity", "rig_fingerprint")}

@@ -10,13 +10,17 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from addon import contact_sheet, rig_builder  # noqa: E402
-from addon import rig_render  # noqa: E402
-from addon.rig_render import Cancelled, RenderConfig, render_pairs  # noqa: E402
-from core.datasets import pairs  # noqa: E402
-from core.util import atomic  # noqa: E402
-from core.rig import auto_lod, load_rig  # noqa: E402
-from conftest import make_synthetic_rig  # noqa: E402
+from conftest import make_synthetic_rig  # noqa: E402 (after pytest.importorskip)
+
+from addon import (  # noqa: E402 (after pytest.importorskip)
+    contact_sheet,
+    rig_builder,
+    rig_render,  # noqa: E402 (after pytest.importorskip)
+)
+from addon.rig_render import Cancelled, RenderConfig, render_pairs  # noqa: E402 (after pytest.importorskip)
+from core.datasets import pairs  # noqa: E402 (after pytest.importorskip)
+from core.rig import auto_lod, load_rig  # noqa: E402 (after pytest.importorskip)
+from core.util import atomic  # noqa: E402 (after pytest.importorskip)
 
 N, SIZE = 16, 64
 
@@ -90,7 +94,7 @@ def test_lod_renders_look_like_the_full_mesh(dataset, rig, tmp_path):
     full = tmp_path / "full"
     render_pairs(RenderConfig(output=str(full), count=n, size=SIZE, masks=True, chunk_size=8, lod="full"), rig=rig)
     assert pairs.read_manifest(full).render_lod == 0 and pairs.verify(full, rig=rig).ok
-    read = lambda f, pattern, i: cv2.imread(str(f / pattern.format(i)), cv2.IMREAD_UNCHANGED)  # noqa: E731
+    read = lambda f, pattern, i: cv2.imread(str(f / pattern.format(i)), cv2.IMREAD_UNCHANGED)
     a = np.stack([read(folder, pairs.IMAGE_NAME, i) for i in range(n)]).astype(int)
     b = np.stack([read(full, pairs.IMAGE_NAME, i) for i in range(n)]).astype(int)
     assert np.abs(a - b).mean() < 2.0, np.abs(a - b).mean()  # grey levels; differences only at edges
@@ -132,7 +136,7 @@ def test_same_params_same_image(rig, tmp_path):
         b, _ = scene.render_chunk(params[::-1], draws[::-1])
     finally:
         scene.remove()
-    decode = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # noqa: E731
+    decode = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert np.array_equal(decode(a[0]), decode(b[1])) and np.array_equal(decode(a[1]), decode(b[0]))
     assert not np.array_equal(decode(a[0]), decode(a[1]))
 
@@ -249,7 +253,7 @@ def test_randomization_changes_images_reproducibly(rig, tmp_path):
     a = render_pairs(RenderConfig(output=str(tmp_path / "a"), count=2, size=32, randomization=on), rig=rig)
     b = render_pairs(RenderConfig(output=str(tmp_path / "b"), count=2, size=32), rig=rig)
     assert a["rendered"] == b["rendered"] == 2
-    img = lambda f, i: cv2.imread(str(tmp_path / f / pairs.IMAGE_NAME.format(i)))  # noqa: E731
+    img = lambda f, i: cv2.imread(str(tmp_path / f / pairs.IMAGE_NAME.format(i)))
     assert np.abs(img("a", 0).astype(int) - img("b", 0)).mean() > 5
     assert np.array_equal(np.load(tmp_path / "a" / "params.npy"), np.load(tmp_path / "b" / "params.npy"))
     draws = pairs.read_chunk(tmp_path / "a", 0)["randomization"]

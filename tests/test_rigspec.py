@@ -4,8 +4,8 @@ import re
 import pytest
 
 from core.rig import DEFAULT_RIG, RigSpecError
-from core.rig.spec import build_rig
 from core.rig.layout import LAYOUT
+from core.rig.spec import build_rig
 
 SPEC = DEFAULT_RIG.read_text()
 

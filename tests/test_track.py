@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.animation.tracking_io import read_tracking
 from core.rig.layout import LAYOUT
 from core.tracking.overlay import facs_values
 from core.tracking.track import TrackConfig, VideoError, track_video, write_outputs
-from core.animation.tracking_io import read_tracking
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -89,7 +89,8 @@ def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, capsys):
                           "--gain", "AU12=1.5", "--smoothing", "0.5", "--max-frames", "30"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 0, run.stderr
-    for path in (out, out.with_suffix(".json"), out.with_suffix(".npz"), tmp_path / "strip.png", tmp_path / "curves.png"):
+    for path in (out, out.with_suffix(".json"), out.with_suffix(".npz"), tmp_path / "strip.png",
+                 tmp_path / "curves.png"):
         assert path.stat().st_size > 0, path
     tracking = read_tracking(out)
     assert len(tracking) == 30

@@ -10,9 +10,17 @@ import numpy as np
 import pytest
 
 from core.animation import tracking_io
+from core.animation.tracking_io import (
+    Tracking,
+    csv_columns,
+    pose_from_openface,
+    pose_to_openface,
+    read_tracking,
+    write_csv,
+    write_json,
+    write_npz,
+)
 from core.rig.layout import FACS_SCALE, LAYOUT
-from core.animation.tracking_io import (Tracking, csv_columns, pose_from_openface, pose_to_openface,
-                              read_tracking, write_csv, write_json, write_npz)
 
 I = LAYOUT.index
 WRITERS = {".csv": write_csv, ".json": write_json, ".npz": write_npz}

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from core.alignment import crops
-from core.training import train_parser as tp
-from core.datasets.labels import CLASS_INDEX, colorize, landmark_mask
-from core.nets.face_parser import load_face_parser
 from core.datasets.faces import FaceCrops
-from core.rig.layout import LAYOUT
+from core.datasets.labels import CLASS_INDEX, colorize, landmark_mask
 from core.datasets.pairs import sample_params
+from core.nets.face_parser import load_face_parser
 from core.rig import load_rig
+from core.rig.layout import LAYOUT
+from core.training import train_parser as tp
 
 torch.set_num_threads(1)
 cv2.setNumThreads(1)

@@ -211,9 +211,9 @@ def row_bake(p: dict, state: dict) -> Row:
 
 
 def row_estimator(p: dict, state: dict) -> Row:
+    from core.evaluation.metrics import au_report
     from core.tracking.estimator import DEFAULT_ONNX, OnnxEstimator
     from core.training.train_landmarks import heldout_set
-    from core.evaluation.metrics import au_report
 
     params, landmarks, reference = heldout_set(p["heldout"], 12345)
     est = OnnxEstimator(DEFAULT_ONNX)
@@ -264,12 +264,12 @@ def row_image_path(p: dict, state: dict) -> Row:
 
     import torch
 
-    from core.training.chain import LossWeights, Objective, RenderChain
-    from core.tracking.estimator import OnnxImageEstimator
     from core.nets.face_parser import FaceParser
-    from core.training.image_estimator import export_image_estimator
-    from core.nets.regressor import Regressor, RegressorConfig, region_channels
     from core.nets.generator import load_generator
+    from core.nets.regressor import Regressor, RegressorConfig, region_channels
+    from core.tracking.estimator import OnnxImageEstimator
+    from core.training.chain import LossWeights, Objective, RenderChain
+    from core.training.image_estimator import export_image_estimator
 
     from .._core import LAYOUT, load_rig
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .filters import apply_gain, gain_channels, smooth
 from ..rig.layout import GROUPS, LAYOUT, ParameterLayout
+from .filters import apply_gain, gain_channels, smooth
 
 CHANNEL_SETS = {
     "pose": ("pose",),

@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..rig.layout import LAYOUT, ParameterLayout
 from ..util.atomic import atomic_path
 from .keyframes import CLEANUP_TOLERANCE, GROUP_LABELS
-from ..rig.layout import LAYOUT, ParameterLayout
 
 FORMAT = "au2rig-retarget"
 VERSION = 1

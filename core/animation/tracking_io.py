@@ -62,8 +62,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..util.atomic import atomic_write
 from ..rig.layout import FACS_SCALE, LAYOUT, ParameterLayout
+from ..util.atomic import atomic_write
 
 FORMAT = "au2rig-tracking"
 FORMAT_VERSION = 1

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rig.layout import LAYOUT, ParameterLayout
 from ..rig.identity import RigMismatchError, check_rig
+from ..rig.layout import LAYOUT, ParameterLayout
 from ..util.atomic import atomic_write
 
 FORMAT = "au2rig-pairs"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..alignment.align import apply_similarity, five_points, roll_degrees, similarity, template
 from ..rig.evaluate import Rig
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..rig.load import load_rig
-from ..alignment.align import apply_similarity, five_points, roll_degrees, similarity, template
 
 
 @dataclass(frozen=True)

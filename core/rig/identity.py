@@ -34,7 +34,7 @@ FINGERPRINT_TOL = 1e-6
 # Raw-bytes hashes (``legacy_hash``) that earlier versions stamped on models of the built-in rig,
 # by the CPU that computed them, keyed by the identity of that unchanged rig: ``restamp``
 # recognises them on any machine while the rig's inputs stay as they were.
-KNOWN_LEGACY_HASHES = {"7b1228c88e800329": ("09c3f0db990987c8", "ff52c9e22f001f0f")}
+KNOWN_LEGACY_HASHES = {"c54c4f5225701989": ("09c3f0db990987c8", "ff52c9e22f001f0f")}
 
 
 class RigMismatchError(ValueError):

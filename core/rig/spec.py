@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import ParameterLayout
 from .evaluate import LOCAL_FIELDS, LOD_FACTORS, ROTATION_MODES, Camera, Rig, RigSpecError, coefficient_names
 from .identity import rig_identity, source_text
+from .layout import ParameterLayout
 
 N_LANDMARKS = 68
 # ``rigs`` sits beside ``core``: top-level in the repository, inside the package when vendored

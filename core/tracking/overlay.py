@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..util.atomic import atomic_path
-from ..rig.layout import FACS_SCALE, LAYOUT, ParameterLayout
 from ..animation.tracking_io import Tracking
+from ..rig.layout import FACS_SCALE, LAYOUT, ParameterLayout
+from ..util.atomic import atomic_path
 
 PANEL = 190  # width of the AU bar panel in pixels
 
@@ -92,10 +92,12 @@ def write_overlay(video, tracking: Tracking, output, frames: int = 8, height: in
 
     output = Path(output)
     rows = {int(f): i for i, f in enumerate(tracking.frames)}
+    span = int(tracking.frames[-1] - tracking.frames[0]) + 1  # video frames from the first tracked to the last
     if output.suffix.lower() == ".png":
-        wanted = set(int(tracking.frames[i]) for i in np.linspace(0, len(tracking) - 1, min(frames, len(tracking))).round().astype(int))
+        picks = np.linspace(0, len(tracking) - 1, min(frames, len(tracking))).round().astype(int)
+        wanted = set(int(tracking.frames[i]) for i in picks)
         tiles = []
-        for index, image in read_frames(video, start=int(tracking.frames[0]), max_frames=int(tracking.frames[-1] - tracking.frames[0]) + 1):
+        for index, image in read_frames(video, start=int(tracking.frames[0]), max_frames=span):
             if index in wanted:
                 r = rows[index]
                 tile = draw_frame(image, tracking.landmarks[r], tracking.params[r], layout,
@@ -113,7 +115,7 @@ def write_overlay(video, tracking: Tracking, output, frames: int = 8, height: in
     writer = None
     with atomic_path(output) as tmp:
         fourcc = cv2.VideoWriter_fourcc(*("mp4v" if output.suffix.lower() == ".mp4" else "MJPG"))
-        for index, image in read_frames(video, start=int(tracking.frames[0]), max_frames=int(tracking.frames[-1] - tracking.frames[0]) + 1):
+        for index, image in read_frames(video, start=int(tracking.frames[0]), max_frames=span):
             r = rows.get(index)
             if r is None:
                 continue

@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment.align import roll_degrees
-from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata
 from ..alignment.crops import crop_image
 from ..animation.filters import apply_gain, calibrate, neutral_baseline, smooth
-from .landmarks import open_backend, pick_face
-from ..rig.layout import LAYOUT, ParameterLayout
 from ..animation.tracking_io import Tracking
-
+from ..rig.layout import LAYOUT, ParameterLayout
+from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata
+from .landmarks import open_backend, pick_face
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment.align import align
-from .train_landmarks import SUPERVISED_WEIGHTS, TrainConfig, parameter_loss_terms, synthetic_batch, synthetic_set
-from ..rig.layout import LAYOUT, ParameterLayout
 from ..rig.evaluate import Rig
+from ..rig.layout import LAYOUT, ParameterLayout
 from ..rig.load import load_rig
 from ..util.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
+from .train_landmarks import SUPERVISED_WEIGHTS, TrainConfig, parameter_loss_terms, synthetic_batch, synthetic_set
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..nets.face_parser import representation_distance
 from ..alignment import align
 from ..alignment.crops import CROP_SIZE, EYE_DISTANCE, crop_transform
+from ..nets.face_parser import representation_distance
 from ..rig.layout import LAYOUT, ParameterLayout
 
 TERMS = ("content", "identity", "parameter", "loopback", "adversarial")
@@ -187,7 +187,8 @@ class Objective(nn.Module):
         if w.adversarial > 0:
             terms["adversarial"] = (feats_gbe.regions["mouth"] - self.base_mouth()).abs().flatten(1).mean(1)
         if w.loopback > 0:
-            terms["loopback"] = self.loopback_loss(y_gbe.detach(), feats_gbe, with_base_identity(y, self.layout).detach())
+            terms["loopback"] = self.loopback_loss(y_gbe.detach(), feats_gbe,
+                                                   with_base_identity(y, self.layout).detach())
         total = sum(getattr(w, k) * v.mean() for k, v in terms.items())
         return total, terms, y
 

@@ -1,11 +1,12 @@
 """What the trainers share: the shuffled order over training items (checkpointed with the run),
-the schedule of validation and checkpoints, refusing to resume another configuration, and the
-PNG grid of rendered beside generated images."""
+the schedule of validation and checkpoints, refusing to resume another configuration, crops as
+tensors, and the PNG grid of rendered beside generated images."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 class Order:
@@ -56,6 +57,11 @@ def end_of_step(step: int, steps: int, validate_every: int, checkpoint_every: in
         save()
         return True
     return False
+
+
+def to_tensor(crops: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 RGB -> (N, 3, S, S) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def write_grid(path, rendered, generated, gap: int = 2) -> Path:

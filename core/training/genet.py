@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .chain import LossWeights, Objective, RenderChain
-from ..rig.layout import LAYOUT, ParameterLayout
 from ..nets.regressor import squash, unsquash
+from ..rig.layout import LAYOUT, ParameterLayout
+from .chain import LossWeights, Objective, RenderChain
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def fit_crops(chain: RenderChain, crops: np.ndarray, cfg: FitConfig = FitConfig(
     when given. Returns (parameters (N, P) with the roll residual, seconds per face)."""
     from tqdm import tqdm
 
-    from .train_regressor import to_tensor
+    from .common import to_tensor
 
     out = []
     bar = tqdm(total=len(crops), desc="GE-Net fitting", unit="face", disable=not progress)
@@ -108,10 +108,10 @@ def fit_crops(chain: RenderChain, crops: np.ndarray, cfg: FitConfig = FitConfig(
 
 def main(args) -> int:
     """``python -m core fit`` (arguments parsed in core/__main__.py)."""
-    from ..util.atomic import atomic_path
     from ..datasets.faces import FaceCrops
-    from ..tracking.estimator import full_pose
     from ..evaluation.metrics import au_report, format_report
+    from ..tracking.estimator import full_pose
+    from ..util.atomic import atomic_path
     from .train_regressor import load_trained
 
     torch.set_num_threads(args.threads)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..tracking.estimator import model_fields
 from ..rig.layout import LAYOUT, ParameterLayout
+from ..tracking.estimator import model_fields
 from .onnx_export import export_checked
 
 

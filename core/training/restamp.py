@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..util.atomic import atomic_path
-from ..rig.layout import LAYOUT, ParameterLayout
 from ..rig.identity import RigMismatchError, restamp_reason, stamp
+from ..rig.layout import LAYOUT, ParameterLayout
+from ..util.atomic import atomic_path
 
 _OLD_KEYS = ("rig_hash",)
 

@@ -29,9 +29,18 @@ import torch
 
 from ..datasets.pairs import PairsDataset, read_manifest
 from ..nets.checkpoints import save_checkpoint
-from ..nets.generator import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, GeneratorConfig, build_generator,
-                              check_meta, generator_meta, load_generator, read_generator_checkpoint, save_generator,
-                              without_fingerprint)
+from ..nets.generator import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    GeneratorConfig,
+    build_generator,
+    check_meta,
+    generator_meta,
+    load_generator,
+    read_generator_checkpoint,
+    save_generator,
+    without_fingerprint,
+)
 from ..nets.perceptual import ImageLoss
 from ..rig.identity import check_rig
 from ..rig.layout import LAYOUT, ParameterLayout

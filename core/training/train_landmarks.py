@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..alignment.align import five_points
 from ..nets.checkpoints import read_checkpoint, save_checkpoint
 from ..nets.landmark_net import NetworkConfig, build_network
 from ..rig.evaluate import Rig
 from ..rig.layout import LAYOUT, OPPOSED, ParameterLayout
 from ..rig.load import load_rig
-from ..alignment.align import five_points
 from ..tracking.estimator import check_compatible, model_fields
 from ..util.atomic import atomic_path
 

@@ -37,11 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..util.atomic import atomic_path
-from ..nets.checkpoints import read_checkpoint, save_checkpoint
-from ..datasets.labels import CLASS_INDEX, CLASSES, colorize
-from ..nets.face_parser import FaceParser
 from ..datasets.faces import FaceCrops
+from ..datasets.labels import CLASS_INDEX, CLASSES, colorize
+from ..nets.checkpoints import read_checkpoint, save_checkpoint
+from ..nets.face_parser import FaceParser
+from ..util.atomic import atomic_path
 from .common import Order, end_of_step, refuse_other_config
 
 CHECKPOINT_FORMAT = "au2rig-parser-training"

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..nets.checkpoints import read_checkpoint, save_checkpoint
+from ..nets.regressor import Regressor, RegressorConfig, region_channels
+from ..rig.layout import LAYOUT, ParameterLayout
+from ..tracking.estimator import full_pose
 from ..util.atomic import atomic_path
 from .chain import TERMS, LossWeights, Objective, RenderChain
-from ..nets.checkpoints import read_checkpoint, save_checkpoint
-from ..tracking.estimator import full_pose
-from ..rig.layout import LAYOUT, ParameterLayout
-from ..nets.regressor import Regressor, RegressorConfig, region_channels
-from .common import Order, end_of_step, refuse_other_config, write_grid
+from .common import Order, end_of_step, refuse_other_config, to_tensor, write_grid
 
 CHECKPOINT_FORMAT = "au2rig-regressor-training"
 CHECKPOINT_VERSION = 1
@@ -90,10 +90,10 @@ def file_digest(path) -> str:
 def load_chain(generator_path, parser_path, rig=None, layout: ParameterLayout = LAYOUT) -> RenderChain:
     """RenderChain of a trained G (a train-generator checkpoint, checked against layout and rig)
     and a face parser (the project's own or the public checkpoint)."""
-    from ..nets.face_parser import load_face_parser
     from ..alignment.crops import CROP_SIZE, EYE_DISTANCE
-    from ..rig.load import load_rig
+    from ..nets.face_parser import load_face_parser
     from ..nets.generator import load_generator
+    from ..rig.load import load_rig
 
     rig = rig or load_rig(layout=layout)
     g, _ = load_generator(generator_path, layout, rig=rig)
@@ -123,8 +123,8 @@ def load_crops(paths, cache=None, size: int | None = None, eye_distance: float |
     """One FaceCrops of all inputs: crops files (.npz, ``python -m core faces``) as they are;
     images, folders of images and videos are detected and aligned (``core.datasets.faces.collect_faces``)
     once, into ``cache`` (reused when it exists). Errors name the file."""
-    from ..datasets.faces import FaceCrops, collect_faces
     from ..alignment.crops import CROP_SIZE, EYE_DISTANCE
+    from ..datasets.faces import FaceCrops, collect_faces
 
     paths = [Path(p) for p in paths]
     if not paths:
@@ -146,11 +146,6 @@ def load_crops(paths, cache=None, size: int | None = None, eye_distance: float |
         raise ValueError(f"crops of {sorted(sizes)} px in {', '.join(map(str, paths))}"
                          + (f"; the chain needs {size} px" if size else ""))
     return parts[0] if len(parts) == 1 else FaceCrops.concat(parts)
-
-
-def to_tensor(crops: np.ndarray) -> torch.Tensor:
-    """(N, S, S, 3) uint8 RGB -> (N, 3, S, S) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 @torch.no_grad()
@@ -323,7 +318,8 @@ def main(args) -> int:
     weights = LossWeights(identity=args.w_identity, parameter=args.w_parameter, loopback=args.w_loopback,
                           adversarial=args.w_adversarial)
     chain = load_chain(args.generator, args.parser)
-    cfg = RegressorTrainConfig(regressor=RegressorConfig(crop_size=chain.size), weights=weights, steps=args.steps, batch=args.batch, lr=args.lr,
+    cfg = RegressorTrainConfig(regressor=RegressorConfig(crop_size=chain.size), weights=weights, steps=args.steps,
+                               batch=args.batch, lr=args.lr,
                                validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
                                seed=args.seed, embedder=args.embedder)
     ckpt = train_regressor(args.crops, args.output, args.generator, args.parser, cfg, val_path=args.val,

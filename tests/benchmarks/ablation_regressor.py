@@ -19,13 +19,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch  # noqa: E402 (after the repository is put on sys.path)
 
-from core.training.chain import LossWeights  # noqa: E402
-from core.evaluation.metrics import au_report, format_report  # noqa: E402
-from core.nets.regressor import RegressorConfig  # noqa: E402
-from core.training.train_regressor import (RegressorTrainConfig, load_chain, load_crops, load_trained,  # noqa: E402
-                                  predict_crops, train_regressor)
+from core.evaluation.metrics import au_report, format_report  # noqa: E402 (after the repository is put on sys.path)
+from core.nets.regressor import RegressorConfig  # noqa: E402 (after the repository is put on sys.path)
+from core.training.chain import LossWeights  # noqa: E402 (after the repository is put on sys.path)
+from core.training.train_regressor import (  # noqa: E402 (after the repository is put on sys.path)
+    RegressorTrainConfig,
+    load_chain,
+    load_crops,
+    load_trained,
+    predict_crops,
+    train_regressor,
+)
 
 RUNS = {
     "full": {},

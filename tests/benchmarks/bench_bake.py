@@ -18,14 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import bpy  # noqa: E402
-import numpy as np  # noqa: E402
+import bpy  # noqa: E402 (after the repository is put on sys.path)
+import numpy as np  # noqa: E402 (after the repository is put on sys.path)
 
-from addon.bake import Curve, action_fcurves, bake_action  # noqa: E402
-from addon.rig_builder import build_rig  # noqa: E402
-from core.animation.keyframes import GROUP_LABELS  # noqa: E402
-from core.rig.layout import LAYOUT  # noqa: E402
-from core.rig import load_rig  # noqa: E402
+from addon.bake import Curve, action_fcurves, bake_action  # noqa: E402 (after the repository is put on sys.path)
+from addon.rig_builder import build_rig  # noqa: E402 (after the repository is put on sys.path)
+from core.animation.keyframes import GROUP_LABELS  # noqa: E402 (after the repository is put on sys.path)
+from core.rig import load_rig  # noqa: E402 (after the repository is put on sys.path)
+from core.rig.layout import LAYOUT  # noqa: E402 (after the repository is put on sys.path)
 
 
 def random_params(n: int, seed: int = 0) -> np.ndarray:

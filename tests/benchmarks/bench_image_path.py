@@ -20,17 +20,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np  # noqa: E402 (after the repository is put on sys.path)
+import torch  # noqa: E402 (after the repository is put on sys.path)
 
-from core.training.chain import LossWeights, Objective, RenderChain  # noqa: E402
-from core.nets.face_parser import FaceParser  # noqa: E402
-from core.nets.generator import GeneratorConfig, build_generator  # noqa: E402
-from core.tracking.estimator import OnnxImageEstimator  # noqa: E402
-from core.training.image_estimator import export_image_estimator  # noqa: E402
-from core.rig.layout import LAYOUT  # noqa: E402
-from core.nets.regressor import Regressor, RegressorConfig, region_channels  # noqa: E402
-from core.rig import load_rig  # noqa: E402
+from core.nets.face_parser import FaceParser  # noqa: E402 (after the repository is put on sys.path)
+from core.nets.generator import GeneratorConfig, build_generator  # noqa: E402 (after the repository is put on sys.path)
+from core.nets.regressor import Regressor, RegressorConfig, region_channels  # noqa: E402 (after the repository is put on sys.path)
+from core.rig import load_rig  # noqa: E402 (after the repository is put on sys.path)
+from core.rig.layout import LAYOUT  # noqa: E402 (after the repository is put on sys.path)
+from core.tracking.estimator import OnnxImageEstimator  # noqa: E402 (after the repository is put on sys.path)
+from core.training.chain import LossWeights, Objective, RenderChain  # noqa: E402 (after the repository is put on sys.path)
+from core.training.image_estimator import export_image_estimator  # noqa: E402 (after the repository is put on sys.path)
 
 
 def best(fn, repeat=3):

@@ -69,9 +69,9 @@ def measure(size: int = 128, naive_count: int = 60, count: int = 400, workers: i
     "naive_cpu": CPU s per pair, "real": [one dict per lod: rate, steady, wall, cpu, lod, vertices,
     report, rendered, count], "rig", "cores", "workers", "load_before"}``."""
     from addon.rig_render import render_naive
-    from core.rig.layout import LAYOUT
     from core.datasets.pairs import sample_params
     from core.rig import load_rig
+    from core.rig.layout import LAYOUT
 
     rig = load_rig()
     cores = len(os.sched_getaffinity(0))

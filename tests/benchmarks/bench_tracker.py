@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core.tracking.landmarks import open_backend  # noqa: E402
-from core.tracking.track import TrackConfig, read_frames, track_video, video_info  # noqa: E402
+from core.tracking.landmarks import open_backend  # noqa: E402 (after the repository is put on sys.path)
+from core.tracking.track import TrackConfig, read_frames, track_video, video_info  # noqa: E402 (after the repository is put on sys.path)
 
 
 def default_video() -> Path | None:

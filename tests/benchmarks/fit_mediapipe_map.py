@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.tracking.landmarks import MEDIAPIPE_MAP, fit_mediapipe_map, inter_ocular  # noqa: E402
-from core.rig.layout import LAYOUT  # noqa: E402
+from core.rig.layout import LAYOUT  # noqa: E402 (after the repository is put on sys.path)
+from core.tracking.landmarks import MEDIAPIPE_MAP, fit_mediapipe_map, inter_ocular  # noqa: E402 (after the repository is put on sys.path)
 
 POSE_RANGE = {"pose_yaw": 30.0, "pose_pitch": 20.0, "pose_roll": 20.0}
 
@@ -46,9 +46,9 @@ def random_params(rng: np.random.Generator, n: int, layout=LAYOUT) -> np.ndarray
 
 def collect(n: int, size: int, seed: int, cache: Path, progress: bool = True):
     """(params (n, P), mesh (n, 468, 2) NaN where MediaPipe found no face, target (n, 68, 2))."""
-    from addon.contact_sheet import setup_scene, render_tile
-    from core.tracking.landmarks import LandmarkMap, MediaPipeBackend
+    from addon.contact_sheet import render_tile, setup_scene
     from core.rig import load_rig
+    from core.tracking.landmarks import LandmarkMap, MediaPipeBackend
 
     rig = load_rig()
     params = random_params(np.random.default_rng(seed), n)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.tracking.landmarks import open_backend, pick_face  # noqa: E402
+from core.tracking.landmarks import open_backend, pick_face  # noqa: E402 (after the repository is put on sys.path)
 
 MEDIA = ROOT.parent / "shared" / "media"
 PARTS = ((range(0, 17), (255, 255, 255)), (range(17, 27), (0, 255, 255)), (range(27, 36), (255, 255, 0)),

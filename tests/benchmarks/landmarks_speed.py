@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.tracking.landmarks import load_landmark_map, open_backend  # noqa: E402
+from core.tracking.landmarks import load_landmark_map, open_backend  # noqa: E402 (after the repository is put on sys.path)
 
 MEDIA = ROOT.parent / "shared" / "media"
 

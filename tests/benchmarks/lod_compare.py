@@ -45,7 +45,7 @@ def render_set(rig, params, size, aa="FXAA", masks=False, tweak=None):
         cpu = (time.process_time() - c0) / len(params)  # (masks, if any, are included)
     finally:
         scene.remove()
-    dec = lambda b, flag: cv2.imdecode(np.frombuffer(b, np.uint8), flag)  # noqa: E731
+    dec = lambda b, flag: cv2.imdecode(np.frombuffer(b, np.uint8), flag)
     imgs = np.stack([dec(b, cv2.IMREAD_COLOR) for b in images])
     mks = np.stack([dec(b, cv2.IMREAD_UNCHANGED) for b in mask_pngs]) if masks else None
     return imgs, mks, cpu
