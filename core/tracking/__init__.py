@@ -1,1 +1,1 @@
-"""Video -> head pose and AUs without torch: decoding, landmarks, alignment, crops, the ONNX estimators, overlays."""
+"""Video -> head pose and AUs without torch: decoding, landmark backends, the ONNX estimators, overlays."""
