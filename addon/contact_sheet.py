@@ -146,8 +146,9 @@ def tile_groups(entries) -> dict[str, list[int]]:
 def recognition(entries, renders, fakes) -> dict[str, dict]:
     """Per group of tiles, :func:`core.evaluation.metrics.change_match` of G's images against the renders
     (both as changes from the neutral tile, entry 0)."""
-    from core.evaluation.metrics import change_match
+    from ._core import tracker
 
+    change_match = tracker()[1].change_match
     r = np.stack(renders).astype(np.float32) / 255
     g = np.stack(fakes).astype(np.float32) / 255
     out = {}

@@ -145,6 +145,13 @@ def test_what_the_extension_ships_needs_no_training_code_nor_torch():
             assert target == "torch" or shipped(target), f"{name} imports {target}, which the extension does not ship"
 
 
+def test_the_shipped_addon_imports_core_through_addon_core_only():
+    """build_addon.py rewrites the imports of addon/_core.py alone to the vendored core."""
+    for name in MODULES:
+        if name.startswith("addon") and shipped(name) and name != "addon._core":
+            assert not [t for t in GRAPH[name] if t.startswith("core")], f"{name} imports core directly"
+
+
 def test_core_never_imports_blender_nor_the_addon():
     for name, path in MODULES.items():
         if name.startswith(("core", "rigs")):
