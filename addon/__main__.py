@@ -9,6 +9,7 @@
     python -m addon verify-pairs OUT [--no-images]
     python -m addon recovery [-o out/recovery] [--actors 4] [--cycles-actors 1] [--seconds 4]
     python -m addon bench [--preset small|full] [-o out/bench]
+    python -m addon preview VIDEO -o preview.mp4 [--tracking T.csv] [--size 360] [--max-frames N]
 """
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ def main(argv=None) -> int:
                        help="small (default, a few minutes), full (longer, steadier figures); tiny is for tests")
     bench.add_argument("-o", "--output", default="out/bench", help="folder for BENCH.md, bench.json and charts")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    pv = commands.add_parser("preview", help="the video beside the rig animated from its tracking (Workbench), "
+                                             "as a video file")
+    pv.add_argument("video", help="the video (anything OpenCV decodes)")
+    pv.add_argument("-o", "--output", required=True, help="video file to write (.mp4)")
+    pv.add_argument("--tracking", help="a tracking file of this video (CSV/JSON/NPZ); default: track it now")
+    pv.add_argument("--size", type=int, default=360, help="height of the video and the rig's render (default 360)")
+    pv.add_argument("--max-frames", type=int, help="track at most this many frames")
+    pv.add_argument("--quiet", action="store_true", help="no progress bars")
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "_pairs-worker":  # internal: one render worker of render-pairs
@@ -63,6 +72,10 @@ def main(argv=None) -> int:
         from .bench import main as bench
 
         return bench(Path(args.output), args.preset, progress=not args.quiet)
+    if args.command == "preview":
+        from .preview import main as preview
+
+        return preview(args)
     if args.command == "recovery":
         from .recovery import main as recovery
 
