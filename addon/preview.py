@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bpy  # noqa: F401 - this module runs inside Blender (the scene is built with bpy)
 import cv2
 import numpy as np
 
