@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="neutral calibration: auto (most relaxed frames, default), none, or a frame number")
     t.add_argument("--gain", type=_gain, action="append", default=[], metavar="NAME=VALUE",
                    help="per-channel gain, by channel (AU12_L) or FACS code (AU12); repeatable")
+    t.add_argument("--fit", action="store_true",
+                   help="fit the clip through the rig after the estimator: fuller AU strength, noisier "
+                        "(see core/clip_fit.py)")
     t.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     t.add_argument("--step", type=int, default=1, help="process every n-th frame (default 1)")
     t.add_argument("--max-frames", type=int, help="stop after this many processed frames")
@@ -216,7 +219,7 @@ def main(argv=None) -> int:
     if args.command == "track":
         from .track import TrackConfig, track_video, write_outputs
 
-        config = TrackConfig(backend=args.backend, model=args.model, smoothing=args.smoothing, neutral=args.neutral,
+        config = TrackConfig(backend=args.backend, model=args.model, smoothing=args.smoothing, neutral=args.neutral, fit=args.fit,
                              gains=dict(args.gain), start=args.start, step=args.step, max_frames=args.max_frames)
         tracking = track_video(args.video, config, progress=not args.quiet)
         written = write_outputs(tracking, args.output)

@@ -45,6 +45,7 @@ class TrackConfig:
     model: str | None = None          # ONNX estimator; None = the shipped default
     smoothing: float = 0.3            # 0 = off .. 1 = strong (One Euro)
     neutral: str | int | None = "auto"  # "auto" (most relaxed frames), a frame number, or None (off)
+    fit: bool = False                 # fit the clip through the rig after the estimator (core.clip_fit)
     gains: dict = field(default_factory=dict)  # channel name or FACS code ("AU12") -> gain
     start: int = 0                    # first frame to read
     step: int = 1                     # read every step-th frame
@@ -321,6 +322,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     timestamps = frames_a / fps
     estimator = pending.result()
+    fit_report = None
     if stream is not None:  # the image path: F_seg + R on aligned crops, no reference frame
         raw, ref = stream.result(len(frames_a), layout), None
     else:
@@ -328,9 +330,15 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
         ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
         if ref is not None:
             raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
+        if config.fit and valid.any():
+            from .clip_fit import fit_clip
+            from .rig import load_rig
+
+            raw, fit_report = fit_clip(load_rig(layout=layout), landmarks, raw, valid, ref, layout=layout)
     named = ref if config.neutral not in ("auto", None) else None
     params, notes = postprocess(raw, timestamps, valid, config, layout, named)
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])
+    notes["fit"] = fit_report
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
             "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),
