@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--fit", action="store_true",
                    help="fit the clip through the rig after the estimator: fuller AU strength, noisier "
                         "(see core/clip_fit.py)")
+    t.add_argument("--actor", help="an actor profile (from --save-actor on another take): use its neutral face "
+                                   "instead of finding one in this take")
+    t.add_argument("--save-actor", help="write this take's neutral face as an actor profile (JSON) for the "
+                                        "actor's other takes")
     t.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     t.add_argument("--step", type=int, default=1, help="process every n-th frame (default 1)")
     t.add_argument("--max-frames", type=int, help="stop after this many processed frames")
@@ -219,10 +223,14 @@ def main(argv=None) -> int:
     if args.command == "track":
         from .track import TrackConfig, track_video, write_outputs
 
-        config = TrackConfig(backend=args.backend, model=args.model, smoothing=args.smoothing, neutral=args.neutral, fit=args.fit,
+        config = TrackConfig(backend=args.backend, model=args.model, smoothing=args.smoothing, neutral=args.neutral, fit=args.fit, actor=args.actor,
                              gains=dict(args.gain), start=args.start, step=args.step, max_frames=args.max_frames)
         tracking = track_video(args.video, config, progress=not args.quiet)
         written = write_outputs(tracking, args.output)
+        if args.save_actor:
+            from .actor import profile_from_tracking, write_profile
+
+            written.append(write_profile(profile_from_tracking(tracking), args.save_actor))
         if args.overlay:
             from .overlay import write_overlay
 
