@@ -8,6 +8,7 @@ add-on's, which run Blender (``bpy``) headless. ``python -m addon <command>`` is
     au2rig verify-pairs OUT [--no-images]
     au2rig recovery [-o out/recovery] [--actors 4] [--cycles-actors 1] [--seconds 4]
     au2rig bench [--preset small|full] [-o out/bench]
+    au2rig preview VIDEO -o preview.mp4 [--tracking T.csv] [--size 360] [--max-frames N]
     au2rig track | faces | train-* | fit | eval-* | restamp ...   (core/cli.py)
 
 Nothing of Blender, torch or the tracker is imported until a command runs.
@@ -178,6 +179,21 @@ def _recovery(args) -> int:
     return recovery(Path(args.output), args.actors, args.cycles_actors, args.seconds)
 
 
+def _preview_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="the video (anything OpenCV decodes)")
+    p.add_argument("-o", "--output", required=True, help="video file to write (.mp4)")
+    p.add_argument("--tracking", help="a tracking file of this video (CSV/JSON/NPZ); default: track it now")
+    p.add_argument("--size", type=int, default=360, help="height of the video and the rig's render (default 360)")
+    p.add_argument("--max-frames", type=int, help="track at most this many frames")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _preview(args) -> int:
+    from .preview import main as preview
+
+    return preview(args)
+
+
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="small", choices=("small", "full", "tiny"),
                    help="small (default, a few minutes), full (longer, steadier figures); tiny is for tests")
@@ -203,6 +219,8 @@ ADDON_COMMANDS: dict[str, Command] = {
                         _recovery),
     "bench": Command("every figure of the project beside its comparison, one table (BENCH.md and PNG charts)",
                      _bench_arguments, _bench),
+    "preview": Command("the video beside the rig animated from its tracking (Workbench), as a video file",
+                       _preview_arguments, _preview),
 }
 # every command of au2rig: the add-on's, then the core's
 COMMANDS: dict[str, Command] = {**ADDON_COMMANDS, **core_cli.COMMANDS}

@@ -76,6 +76,13 @@ def _track_arguments(p: argparse.ArgumentParser) -> None:
                    help="neutral calibration: auto (most relaxed frames, default), none, or a frame number")
     p.add_argument("--gain", type=_gain, action="append", default=[], metavar="NAME=VALUE",
                    help="per-channel gain, by channel (AU12_L) or FACS code (AU12); repeatable")
+    p.add_argument("--fit", action="store_true",
+                   help="fit the clip through the rig after the estimator: fuller AU strength, noisier "
+                        "(see core/tracking/clip_fit.py)")
+    p.add_argument("--actor", help="an actor profile (from --save-actor on another take): use its neutral face "
+                                   "instead of finding one in this take")
+    p.add_argument("--save-actor", help="write this take's neutral face as an actor profile (JSON) for the "
+                                        "actor's other takes")
     p.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     p.add_argument("--step", type=int, default=1, help="process every n-th frame (default 1)")
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
@@ -228,9 +235,14 @@ def _track(args) -> int:
     from .tracking.track import TrackConfig, track_video, write_outputs
 
     config = TrackConfig(backend=args.backend, model=args.model, smoothing=args.smoothing, neutral=args.neutral,
-                         gains=dict(args.gain), start=args.start, step=args.step, max_frames=args.max_frames)
+                         fit=args.fit, actor=args.actor, gains=dict(args.gain), start=args.start, step=args.step,
+                         max_frames=args.max_frames)
     tracking = track_video(args.video, config, progress=not args.quiet)
     written = write_outputs(tracking, args.output)
+    if args.save_actor:
+        from .tracking.actor import profile_from_tracking, write_profile
+
+        written.append(write_profile(profile_from_tracking(tracking), args.save_actor))
     if args.overlay:
         from .tracking.overlay import write_overlay
 

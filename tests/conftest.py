@@ -164,3 +164,17 @@ def rig():
     from core.rig import load_rig
 
     return load_rig()
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory):
+    """Eight frames of the scripted performance (neutral into the smile), rendered from the rig
+    into a 640x360 video: a face video that needs no media."""
+    from addon.demo import render_clip
+    from core.animation.performance import Performance, scripted_performance
+    from core.rig import load_rig
+
+    perf = scripted_performance(15)
+    keep = slice(12, 20)
+    short = Performance(perf.times[keep], perf.params[keep], perf.labels[keep], perf.fps)
+    return render_clip(load_rig(), short, tmp_path_factory.mktemp("clip") / "clip.mp4", progress=False)

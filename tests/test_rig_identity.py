@@ -78,18 +78,6 @@ def test_the_old_raw_bytes_hash_does_depend_on_the_setting(probes):
     assert len(set(legacy.values())) > 1
 
 
-@pytest.fixture(scope="module")
-def short_clip(tmp_path_factory):
-    """Eight frames of the scripted performance, rendered from the rig (no media needed)."""
-    from addon.demo import render_clip
-    from core.animation.performance import Performance, scripted_performance
-
-    perf = scripted_performance(15)
-    keep = slice(12, 20)
-    short = Performance(perf.times[keep], perf.params[keep], perf.labels[keep], perf.fps)
-    return render_clip(load_rig(), short, tmp_path_factory.mktemp("clip") / "clip.mp4", progress=False)
-
-
 @pytest.mark.parametrize("cpu,threads", SETTINGS)
 def test_track_loads_the_shipped_model_under_the_setting(cpu, threads, short_clip, tmp_path):
     out = tmp_path / "t.csv"

@@ -43,6 +43,8 @@ class TrackConfig:
     model: str | None = None          # ONNX estimator; None = the shipped default
     smoothing: float = 0.3            # 0 = off .. 1 = strong (One Euro)
     neutral: str | int | None = "auto"  # "auto" (most relaxed frames), a frame number, or None (off)
+    fit: bool = False                 # fit the clip through the rig after the estimator (core.clip_fit)
+    actor: str | None = None          # an actor profile (core.actor): its neutral instead of this take's
     gains: dict = field(default_factory=dict)  # channel name or FACS code ("AU12") -> gain
     start: int = 0                    # first frame to read
     step: int = 1                     # read every step-th frame
@@ -186,12 +188,17 @@ def reference_row(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarra
 
 
 def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
-                layout: ParameterLayout = LAYOUT, neutral_row: int | None = None) -> tuple[np.ndarray, dict]:
+                layout: ParameterLayout = LAYOUT, neutral_row: int | None = None,
+                baseline: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Calibration, smoothing and gain on raw parameters; returns ``(params, notes)``.
-    ``neutral_row``: the row of the frame the user named as neutral (see :func:`reference_row`)."""
+    ``neutral_row``: the row of the frame the user named as neutral (see :func:`reference_row`);
+    ``baseline``: the AU channels' resting values to calibrate with (an actor profile's)."""
     params = raw.copy()
     notes: dict = {"neutral": config.neutral}
-    if config.neutral is not None and valid.any():
+    if baseline is not None:
+        params = calibrate(params, baseline, layout)
+        notes["baseline"] = np.round(baseline, 4).tolist()
+    elif config.neutral is not None and valid.any():
         frame = None if config.neutral == "auto" else neutral_row
         baseline = neutral_baseline(params, valid, layout, frame=frame)
         params = calibrate(params, baseline, layout)
@@ -268,6 +275,11 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     from tqdm import tqdm
 
     info = opened[1]
+    profile = None
+    if config.actor:
+        from .actor import read_profile
+
+        profile = read_profile(config.actor, layout)  # a bad profile fails before the video is read
     total = max(0, (info["frames"] - config.start + config.step - 1) // config.step) if info["frames"] else None
     if total is not None and config.max_frames is not None:
         total = min(total, config.max_frames)
@@ -319,16 +331,28 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     timestamps = frames_a / fps
     estimator = pending.result()
+    fit_report = None
     if stream is not None:  # the image path: F_seg + R on aligned crops, no reference frame
         raw, ref = stream.result(len(frames_a), layout), None
+    elif profile is not None:  # the actor's neutral from another take
+        raw, ref = estimate(estimator, landmarks, valid, profile.reference, layout=layout), None
     else:
         raw = estimate(estimator, landmarks, valid, layout=layout)
         ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
         if ref is not None:
             raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
+        if config.fit and valid.any():
+            from ..rig import load_rig
+            from .clip_fit import fit_clip
+
+            raw, fit_report = fit_clip(load_rig(layout=layout), landmarks, raw, valid, ref, layout=layout)
     named = ref if config.neutral not in ("auto", None) else None
-    params, notes = postprocess(raw, timestamps, valid, config, layout, named)
+    params, notes = postprocess(raw, timestamps, valid, config, layout, named,
+                                baseline=None if profile is None else profile.baseline)
+    if profile is not None:
+        notes["actor"] = {"profile": str(config.actor), "source": profile.source}
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])
+    notes["fit"] = fit_report
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
             "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),

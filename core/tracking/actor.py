@@ -1,0 +1,109 @@
+"""Actor profiles: one take's neutral face, reused on the actor's next takes.
+
+A take is tracked relative to the actor's neutral: the estimator reads every frame beside a
+neutral frame of the same face, and calibration removes what the actor shows at rest. Within
+one take the neutral is found automatically (the most relaxed frame), which fails on a take that
+never rests: a surprised face throughout would become the neutral, and the surprise vanish.
+A profile carries the neutral of a take that did rest to the others:
+
+    au2rig track take1.mp4 -o t1.csv --save-actor anna.json
+    au2rig track take2.mp4 -o t2.csv --actor anna.json
+
+It holds the neutral frame's 68 landmarks, normalised by the five-point alignment (so the camera,
+distance and roll of the take do not matter), the calibration baseline of the AU channels, and
+where they came from. JSON; written atomically; every reading error names the file and field.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..rig.layout import LAYOUT, ParameterLayout
+from ..util.atomic import atomic_path
+
+FORMAT = "au2rig actor profile"
+VERSION = 1
+
+
+class ActorProfileError(ValueError):
+    """An actor profile cannot be used; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class ActorProfile:
+    reference: np.ndarray  # (68, 2) the neutral frame's landmarks, five-point aligned (template units)
+    baseline: np.ndarray  # (n AU,) the AU channels' resting values, for core.filters.calibrate
+    source: dict  # video, frame, tracker settings
+
+
+def make_profile(landmarks: np.ndarray, baseline: np.ndarray, source: dict,
+                 layout: ParameterLayout = LAYOUT) -> ActorProfile:
+    """A profile from a neutral frame's landmarks (68, 2, pixels) and a full or AU baseline."""
+    from ..alignment.align import align
+
+    lm = np.asarray(landmarks, float)
+    if lm.shape != (68, 2) or not np.isfinite(lm).all():
+        raise ValueError(f"an actor's neutral needs 68 finite landmarks, got {lm.shape}")
+    b = np.asarray(baseline, float)
+    au = layout.group_slice("au")
+    b = b[au] if b.shape == (len(layout),) else b
+    aligned, _ = align(lm)
+    return ActorProfile(reference=aligned, baseline=b, source=dict(source))
+
+
+def write_profile(profile: ActorProfile, path, layout: ParameterLayout = LAYOUT) -> Path:
+    path = Path(path)
+    data = {"format": FORMAT, "version": VERSION, "layout_version": layout.version,
+            "au_channels": list(layout.group_names("au")),
+            "reference_landmarks": np.round(profile.reference, 6).tolist(),
+            "baseline": np.round(profile.baseline, 6).tolist(), "source": profile.source}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=1))
+    return path
+
+
+def read_profile(path, layout: ParameterLayout = LAYOUT) -> ActorProfile:
+    """Read an actor profile; :class:`ActorProfileError` names the file and the field at fault."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ActorProfileError(f"{path}: no actor profile there") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ActorProfileError(f"{path}: not a readable actor profile ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ActorProfileError(f"{path}: not an au2rig actor profile (format field "
+                                f"{data.get('format') if isinstance(data, dict) else None!r})")
+    if data.get("version") != VERSION:
+        raise ActorProfileError(f"{path}: version {data.get('version')!r}; this code reads {VERSION}")
+    names = list(layout.group_names("au"))
+    if data.get("layout_version") != layout.version or data.get("au_channels") != names:
+        raise ActorProfileError(f"{path}: au_channels: made for layout {data.get('layout_version')!r}, "
+                                f"this is {layout.version!r}; track a take of the actor again with --save-actor")
+    try:
+        ref = np.asarray(data["reference_landmarks"], float)
+        base = np.asarray(data["baseline"], float)
+    except KeyError as e:
+        raise ActorProfileError(f"{path}: missing field {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
+        raise ActorProfileError(f"{path}: reference_landmarks / baseline: {e}") from None
+    if ref.shape != (68, 2) or not np.isfinite(ref).all():
+        raise ActorProfileError(f"{path}: reference_landmarks must be 68 finite (x, y) pairs, got {ref.shape}")
+    if base.shape != (len(names),) or not np.isfinite(base).all() or (base < 0).any() or (base > 1).any():
+        raise ActorProfileError(f"{path}: baseline must be {len(names)} values in 0..1, one per AU channel")
+    return ActorProfile(reference=ref, baseline=base, source=dict(data.get("source") or {}))
+
+
+def profile_from_tracking(tracking, layout: ParameterLayout = LAYOUT) -> ActorProfile:
+    """The profile of a tracked take: its neutral reference frame and calibration baseline."""
+    notes = tracking.meta.get("calibration", {})
+    frame = notes.get("reference_frame")
+    if frame is None or notes.get("baseline") is None:
+        raise ValueError("this take has no neutral frame to save (tracked with --neutral none, with an actor "
+                         "profile, or without a face)")
+    row = int(np.flatnonzero(np.asarray(tracking.frames) == frame)[0])
+    source = {"video": str(tracking.meta.get("video", {}).get("path", "")), "frame": int(frame)}
+    return make_profile(tracking.landmarks[row], np.asarray(notes["baseline"], float), source, layout)

@@ -1,0 +1,77 @@
+"""Actor profiles: the neutral of one take carried to a take that never rests."""
+import json
+
+import numpy as np
+import pytest
+
+from core.rig.layout import LAYOUT
+from core.tracking.actor import ActorProfileError, profile_from_tracking, read_profile, write_profile
+from core.tracking.track import TrackConfig, track_video
+
+
+@pytest.fixture(scope="module")
+def takes(tmp_path_factory):
+    """Two takes of the same rendered actor: one rests then starts to smile, one only smiles."""
+    from addon.demo import render_clip
+    from core.animation.performance import Performance, scripted_performance
+    from core.rig import load_rig
+
+    perf = scripted_performance(15)
+    folder = tmp_path_factory.mktemp("takes")
+
+    def take(rows, name):
+        part = Performance(perf.times[rows], perf.params[rows], perf.labels[rows], perf.fps)
+        return render_clip(load_rig(), part, folder / name, progress=False), part
+
+    return take(slice(0, 12), "rests.mp4"), take(slice(17, 25), "smiles.mp4")
+
+
+def _smile(tracking):
+    return tracking.params[:, [LAYOUT.index["AU12_L"], LAYOUT.index["AU12_R"]]].mean()
+
+
+def test_a_profile_keeps_the_smile_of_a_take_that_never_rests(takes, tmp_path):
+    (rests, _), (smiles, perf) = takes
+    first = track_video(rests, TrackConfig(), progress=False)
+    profile = profile_from_tracking(first)
+    assert profile.source["frame"] in range(0, 9)  # a neutral frame of the first take
+    path = write_profile(profile, tmp_path / "actor.json")
+    alone = track_video(smiles, TrackConfig(), progress=False)
+    with_profile = track_video(smiles, TrackConfig(actor=str(path)), progress=False)
+    truth = perf.params[:, LAYOUT.index["AU12_L"]].mean()  # 0.9 throughout
+    # alone, the smiling frames are taken for the actor's neutral and calibrated away
+    assert _smile(alone) < 0.3 < truth
+    assert _smile(with_profile) > _smile(alone) + 0.3
+    assert with_profile.meta["calibration"]["actor"]["profile"] == str(path)
+
+
+def test_the_command_line_saves_and_uses_a_profile(takes, tmp_path):
+    import subprocess
+    import sys
+
+    (rests, _), (smiles, _) = takes
+    actor = tmp_path / "a.json"
+    for args in (["track", str(rests), "-o", str(tmp_path / "r.csv"), "--save-actor", str(actor)],
+                 ["track", str(smiles), "-o", str(tmp_path / "s.csv"), "--actor", str(actor)]):
+        r = subprocess.run([sys.executable, "-m", "core", *args, "--quiet"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert json.loads(actor.read_text())["format"] == "au2rig actor profile"
+
+
+def test_a_bad_profile_is_refused_naming_file_and_field(tmp_path, takes):
+    (rests, _), _ = takes
+    good = profile_from_tracking(track_video(rests, TrackConfig(max_frames=3), progress=False))
+    path = write_profile(good, tmp_path / "p.json")
+    back = read_profile(path)
+    assert np.allclose(back.reference, good.reference, atol=1e-6) and np.allclose(back.baseline, good.baseline)
+    data = json.loads(path.read_text())
+    cases = {"reference_landmarks": [[0, 0]] * 67, "baseline": [2.0] * len(data["baseline"]),
+             "au_channels": data["au_channels"][:-1]}
+    for field, value in cases.items():
+        bad = tmp_path / f"bad_{field}.json"
+        bad.write_text(json.dumps(dict(data, **{field: value})))
+        with pytest.raises(ActorProfileError, match=f"bad_{field}.json: {field}"):
+            read_profile(bad)
+    (tmp_path / "junk.json").write_bytes(b"\x9b\xff not json")
+    with pytest.raises(ActorProfileError, match="junk.json: not a readable actor profile"):
+        track_video(rests, TrackConfig(actor=str(tmp_path / "junk.json")), progress=False)
