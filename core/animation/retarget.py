@@ -44,6 +44,7 @@ import numpy as np
 
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..util.atomic import atomic_path
+from ..util.untrusted import reading
 from .keyframes import CLEANUP_TOLERANCE, GROUP_LABELS
 
 FORMAT = "au2rig-retarget"
@@ -203,15 +204,15 @@ def parse_map(data, source: str = "<map>", layout: ParameterLayout = LAYOUT) -> 
 def load_map(path, layout: ParameterLayout = LAYOUT) -> RetargetMap:
     """Read and validate a map file (errors name the file)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MapError(f"retarget map not found: {path}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise MapError(f"{path.name}: not valid JSON: {e}") from None
-    return parse_map(data, path.name, layout)
+    if not path.is_file():
+        raise MapError(f"retarget map not found: {path}")
+    with reading(path, MapError, "retarget map"):
+        text = path.read_bytes().decode("utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise MapError(f"{path.name}: not valid JSON: {e}") from None
+        return parse_map(data, path.name, layout)
 
 
 def map_to_dict(rmap: RetargetMap) -> dict:

@@ -64,6 +64,7 @@ import numpy as np
 
 from ..rig.layout import FACS_SCALE, LAYOUT, ParameterLayout
 from ..util.atomic import atomic_write
+from ..util.untrusted import reading
 
 FORMAT = "au2rig-tracking"
 FORMAT_VERSION = 1
@@ -461,16 +462,27 @@ def _read_npz(path: Path, layout: ParameterLayout) -> Tracking:
 READERS = {".csv": _read_csv, ".json": _read_json, ".npz": _read_npz}
 
 
+class TrackingFileError(ValueError):
+    """A tracking file cannot be read; the message names the file (and row, column or field)."""
+
+
 def read_tracking(path, layout: ParameterLayout = LAYOUT) -> Tracking:
     """Read a tracking CSV (ours or OpenFace's), JSON or NPZ, chosen by extension.
 
-    Refuses, with ``ValueError`` naming the file and the row (frame) and column or field at
-    fault: a missing column, a wrong number of parameters, a layout version or channel names
-    other than ``layout``'s, and a non-numeric cell.
+    Refuses, with :class:`TrackingFileError` naming the file and the row (frame) and column or
+    field at fault: a missing column, a wrong number of parameters, a layout version or channel
+    names other than ``layout``'s, a non-numeric cell, and any damage to the file.
     """
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in READERS:
-        raise ValueError(f"{path}: unknown tracking file type {ext!r} "
-                         f"(expected one of {', '.join(READERS)})")
-    return READERS[ext](path, layout)
+        raise TrackingFileError(f"{path}: unknown tracking file type {ext!r} "
+                                f"(expected one of {', '.join(READERS)})")
+    with reading(path, TrackingFileError, "tracking file"):
+        try:
+            return READERS[ext](path, layout)
+        except TrackingFileError:
+            raise
+        except ValueError as e:  # the readers' own messages name the file and the field
+            text = str(e) if path.name in str(e) else f"{path}: not a readable tracking file ({e})"
+            raise TrackingFileError(text) from None

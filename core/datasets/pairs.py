@@ -47,6 +47,7 @@ import numpy as np
 from ..rig.identity import RigMismatchError, check_rig
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..util.atomic import atomic_write
+from ..util.untrusted import reading
 
 FORMAT = "au2rig-pairs"
 FORMAT_VERSION = 2  # 2: rig identities (inputs) replace the CPU-dependent content hashes of 1
@@ -321,7 +322,8 @@ def read_manifest(folder) -> Manifest:
         raise PairsError(f"{path}: unreadable manifest: {e}") from None
     if not isinstance(d, dict):
         raise PairsError(f"{path}: manifest is not a JSON object")
-    return Manifest.from_dict(d, str(path))
+    with reading(path, PairsError, "pairs manifest"):
+        return Manifest.from_dict(d, str(path))
 
 
 def write_manifest(folder, manifest: Manifest, durable: bool = True) -> None:
@@ -461,7 +463,7 @@ def remove_temporaries(folder) -> list[Path]:
 
 def read_chunk(folder, chunk: int) -> dict:
     path = Path(folder) / CHUNK_NAME.format(chunk)
-    with np.load(path, allow_pickle=False) as z:
+    with reading(path, PairsError, "chunk record"), np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 
@@ -470,7 +472,7 @@ def chunk_done(folder, manifest: Manifest, chunk: int) -> bool:
     folder = Path(folder)
     try:
         rec = read_chunk(folder, chunk)
-    except (OSError, ValueError, KeyError):
+    except (OSError, PairsError):
         return False
     if not np.array_equal(rec.get("indices", np.zeros(0)), manifest.chunk_indices(chunk)):
         return False
@@ -617,9 +619,9 @@ def verify(folder, rig=None, layout: ParameterLayout = LAYOUT, images: bool = Tr
             for i in want:
                 report.add(i, "missing pair", f"no record {path.name} for chunk {c} (not rendered yet)")
             continue
-        except (OSError, ValueError) as e:
+        except (OSError, PairsError) as e:
             for i in want:
-                report.add(i, "unreadable record", f"{path}: {e}")
+                report.add(i, "unreadable record", str(e))
             continue
         need = ("indices", "params", "landmarks", "randomization") + tuple(
             f"{k}_{x}" for k, _, _ in kinds for x in ("size", "crc32"))

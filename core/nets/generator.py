@@ -50,7 +50,8 @@ from torch import nn
 
 from ..rig.identity import check_rig, stamp
 from ..rig.layout import LAYOUT, ParameterLayout
-from .checkpoints import read_checkpoint, save_checkpoint
+from ..util.untrusted import reading
+from .checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 
 CHECKPOINT_FORMAT = "au2rig-generator-training"
 CHECKPOINT_VERSION = 1
@@ -235,7 +236,10 @@ def load_generator(path, layout: ParameterLayout = LAYOUT, rig=None):
 
         rig = load_rig(layout=layout)
     ckpt = read_generator_checkpoint(path)
+    if not isinstance(ckpt.get("meta"), dict):
+        raise CheckpointError(f"{path}: generator checkpoint without its 'meta' table")
     check_meta(ckpt["meta"], layout, rig, where=str(path))
-    g = build_generator(GeneratorConfig(**ckpt["meta"]["config"]), layout, rig)
-    g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    with reading(path, CheckpointError, "generator checkpoint"):
+        g = build_generator(GeneratorConfig(**ckpt["meta"]["config"]), layout, rig)
+        g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
     return g, ckpt

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..util.untrusted import reading
 from .evaluate import DEFAULT_RIG, Rig, RigSpecError
 from .layout import LAYOUT, ParameterLayout
 from .spec import build_rig
@@ -21,7 +22,8 @@ def load_rig(path: str | Path | None = None, layout: ParameterLayout = LAYOUT, l
     path = Path(path or DEFAULT_RIG).resolve()
     key = (str(path), int(lod))
     if key not in _CACHE:
-        _CACHE[key] = build_rig(path, layout, int(lod))
+        with reading(path, RigSpecError, "rig spec"):
+            _CACHE[key] = build_rig(path, layout, int(lod))
     return _CACHE[key]
 
 

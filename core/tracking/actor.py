@@ -86,6 +86,7 @@ def read_profile(path, layout: ParameterLayout = LAYOUT) -> ActorProfile:
     try:
         ref = np.asarray(data["reference_landmarks"], float)
         base = np.asarray(data["baseline"], float)
+        source = dict(data.get("source") or {})
     except KeyError as e:
         raise ActorProfileError(f"{path}: missing field {e.args[0]!r}") from None
     except (TypeError, ValueError) as e:
@@ -94,7 +95,7 @@ def read_profile(path, layout: ParameterLayout = LAYOUT) -> ActorProfile:
         raise ActorProfileError(f"{path}: reference_landmarks must be 68 finite (x, y) pairs, got {ref.shape}")
     if base.shape != (len(names),) or not np.isfinite(base).all() or (base < 0).any() or (base > 1).any():
         raise ActorProfileError(f"{path}: baseline must be {len(names)} values in 0..1, one per AU channel")
-    return ActorProfile(reference=ref, baseline=base, source=dict(data.get("source") or {}))
+    return ActorProfile(reference=ref, baseline=base, source=source)
 
 
 def profile_from_tracking(tracking, layout: ParameterLayout = LAYOUT) -> ActorProfile:

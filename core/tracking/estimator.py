@@ -15,6 +15,7 @@ from ..rig.evaluate import Rig
 from ..rig.identity import check_rig, stamp
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..rig.load import load_rig
+from ..util.untrusted import reading
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_ONNX = MODELS_DIR / "landmarks.onnx"
@@ -37,55 +38,21 @@ def check_compatible(meta: dict, source: str, layout: ParameterLayout = LAYOUT, 
 
 
 # --- ONNX Runtime -------------------------------------------------------------------------
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
 def onnx_metadata(path) -> dict:
-    """The metadata (key -> JSON value) of an ONNX file, read from its top-level protobuf fields
-    without loading the graph or needing the onnx package (the tracker decides the path before
-    the model is loaded, also inside Blender). ModelProto field 14 = metadata_props, each an
-    entry of key (1) and value (2)."""
-    path = Path(path)
-    data = path.read_bytes()
-    meta, pos = {}, 0
-    try:
-        while pos < len(data):
-            tag, pos = _varint(data, pos)
-            field, wire = tag >> 3, tag & 7
-            if wire == 0:
-                _, pos = _varint(data, pos)
-            elif wire == 2:
-                n, pos = _varint(data, pos)
-                if field == 14:
-                    entry, k, kv = data[pos:pos + n], 0, {}
-                    while k < len(entry):
-                        t, k = _varint(entry, k)
-                        m, k = _varint(entry, k)
-                        kv[t >> 3] = entry[k:k + m].decode("utf-8")
-                        k += m
-                    meta[kv.get(1, "")] = json.loads(kv.get(2, "null"))
-                pos += n
-            elif wire in (1, 5):
-                pos += 8 if wire == 1 else 4
-            else:
-                raise ValueError(f"wire type {wire}")
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable ONNX model ({exc})") from exc
-    return meta
+    """The metadata (key -> JSON value) of an ONNX file, as ONNX Runtime reads it; a file that is
+    not a readable ONNX model, or metadata that is not JSON, raises ``ValueError`` naming the file."""
+    return open_session(path, 1)[1]
+
+
+class ModelFileError(ValueError):
+    """An ONNX model cannot be read; the message names the file."""
 
 
 def open_session(path: Path, threads: int = 1):
     """(ONNX Runtime CPU session, metadata dict with JSON values) of an exported model."""
     import onnxruntime as ort
 
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no estimator model at {path}")
     options = ort.SessionOptions()
@@ -94,9 +61,17 @@ def open_session(path: Path, threads: int = 1):
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise ValueError(f"{path}: not a readable ONNX model ({exc})") from exc
-    raw = session.get_modelmeta().custom_metadata_map
-    return session, {k: json.loads(v) for k, v in raw.items()}
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: not a readable ONNX model ({first})") from None
+    meta = {}
+    with reading(path, ModelFileError, "ONNX model"):
+        for key, value in session.get_modelmeta().custom_metadata_map.items():
+            try:
+                meta[key] = json.loads(value)
+            except ValueError:
+                raise ModelFileError(f"{path}: metadata {key!r} is not JSON; not a model exported by au2rig") \
+                    from None
+    return session, meta
 
 
 class OnnxEstimator:

@@ -23,6 +23,7 @@ import queue
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,10 @@ class TrackConfig:
 
 class VideoError(ValueError):
     """A video that cannot be read; the message names the file."""
+
+
+class ShortVideoWarning(UserWarning):
+    """A video decoded to fewer frames than its container promised (truncated or damaged)."""
 
 
 def open_video(path) -> tuple:
@@ -326,6 +331,13 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
                 break
     bar.close()
     seconds = time.perf_counter() - started
+    short = None
+    if total is not None and not stopped and len(frames) < total:  # the container promised more
+        short = {"promised": int(total), "decoded": len(frames)}
+        message = (f"{Path(video).name}: the file says {total} frames but only {len(frames)} could be decoded "
+                   f"(truncated or damaged); the tracking keeps the frames that were read")
+        (tqdm.write if progress else print)(f"warning: {message}", file=sys.stderr)
+        warnings.warn(message, ShortVideoWarning, stacklevel=3)
     frames_a = np.asarray(frames, int)
     landmarks = np.asarray(lms, float).reshape(-1, 68, 2)
     valid = np.isfinite(landmarks).all(axis=(1, 2))
@@ -357,7 +369,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
             "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),
             "frames_with_face": int(valid.sum()), "frames_without_face": int((~valid).sum()),
-            "faces_in_first_frame": crowd}
+            "faces_in_first_frame": crowd, "short_video": short}
     return Tracking(frames=frames_a, timestamps=timestamps, success=valid, confidence=np.asarray(conf, float),
                     params=params, landmarks=landmarks, fps=fps, meta=meta)
 

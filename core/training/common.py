@@ -27,7 +27,8 @@ class Order:
         return np.asarray(out)
 
     def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "perm": self.perm.copy(), "pos": self.pos}
+        # plain lists and ints: checkpoints are read with torch.load(weights_only=True)
+        return {"rng": self.rng.bit_generator.state, "perm": self.perm.tolist(), "pos": int(self.pos)}
 
     def load(self, s: dict) -> None:
         self.rng.bit_generator.state = s["rng"]

@@ -35,13 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment.align import five_points
-from ..nets.checkpoints import read_checkpoint, save_checkpoint
+from ..nets.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 from ..nets.landmark_net import NetworkConfig, build_network
 from ..rig.evaluate import Rig
 from ..rig.layout import LAYOUT, OPPOSED, ParameterLayout
 from ..rig.load import load_rig
 from ..tracking.estimator import check_compatible, model_fields
 from ..util.atomic import atomic_path
+from ..util.untrusted import reading
 
 CHECKPOINT_FORMAT = "au2rig-landmark-estimator"
 CHECKPOINT_VERSION = 1
@@ -250,9 +251,10 @@ def load_checkpoint(path, layout: ParameterLayout = LAYOUT, rig: Rig | None = No
     path = Path(path)
     ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, "landmark-estimator")
     check_compatible(ckpt, str(path), layout, rig)
-    cfg = _config_from_dict(ckpt["config"])
-    net = build_network(cfg.network, layout, rig)
-    missing, unexpected = net.load_state_dict(ckpt["model"], strict=False)
+    with reading(path, CheckpointError, "landmark-estimator checkpoint"):
+        cfg = _config_from_dict(ckpt["config"])
+        net = build_network(cfg.network, layout, rig)
+        missing, unexpected = net.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the network (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return net, ckpt
