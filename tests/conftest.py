@@ -178,3 +178,39 @@ def short_clip(tmp_path_factory):
     keep = slice(12, 20)
     short = Performance(perf.times[keep], perf.params[keep], perf.labels[keep], perf.fps)
     return render_clip(load_rig(), short, tmp_path_factory.mktemp("clip") / "clip.mp4", progress=False)
+
+
+@pytest.fixture(scope="session")
+def smile_clip(tmp_path_factory):
+    """A face video that needs no media: the rig (with another face than the base one) neutral,
+    then smiling broadly; 25 frames at 15 fps, 640x360."""
+    from addon.demo import render_clip
+    from core.animation.performance import Performance, scripted_performance
+    from core.rig import load_rig
+
+    perf = scripted_performance(15)
+    keep = slice(0, 25)
+    part = Performance(perf.times[keep], perf.params[keep], perf.labels[keep], perf.fps)
+    return render_clip(load_rig(), part, tmp_path_factory.mktemp("smile") / "smile.mp4", progress=False)
+
+
+@pytest.fixture(scope="session")
+def face_gap_clip(smile_clip, tmp_path_factory):
+    """The face (12 frames), 12 frames without one (0.8 s, longer than the tracker waits before it
+    looks for a face anew), then the face again (8 frames); MJPG at 15 fps."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(smile_clip))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    path = tmp_path_factory.mktemp("gap") / "face_gap.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (640, 360))
+    for f in frames[:12] + [np.full_like(frames[0], 90)] * 12 + frames[12:20]:
+        writer.write(f)
+    writer.release()
+    return path

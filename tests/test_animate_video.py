@@ -1,5 +1,6 @@
-"""Animate from video (real bpy, headless): the operator tracks a clip and keys the BDFM; bad
-videos, videos without a face and cancelled runs key nothing."""
+"""Animate from video (real bpy, headless): the operator tracks a clip (a rendered smile of the
+rig, so no media is needed) and keys the BDFM; bad videos, videos without a face and cancelled
+runs key nothing."""
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,7 @@ from core.animation.tracking_io import read_tracking  # noqa: E402 (after pytest
 from core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
 from core.tracking.track import TrackConfig  # noqa: E402 (after pytest.importorskip)
 
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]
-
-
-def media(name: str) -> Path:
-    path = MEDIA / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (the shared test media are not part of the project)")
-    return path
 
 
 @pytest.fixture
@@ -38,11 +31,11 @@ def arm(bdfm_arm):
 
 
 @pytest.fixture(scope="module")
-def clip_tracking(rig):
+def clip_tracking(rig, smile_clip):
     """The smile clip tracked once, every frame (the reference for the operator's keys)."""
     from core.tracking.track import track_video
 
-    return track_video(media("single_face.mp4"), TrackConfig(), progress=False)
+    return track_video(smile_clip, TrackConfig(), progress=False)
 
 
 def keys(fc):
@@ -71,8 +64,8 @@ def fails(path, expect, **options) -> str:
     return message
 
 
-def test_a_smile_video_animates_the_rig(arm, clip_tracking, tmp_path):
-    clip = media("single_face.mp4")
+def test_a_smile_video_animates_the_rig(arm, clip_tracking, tmp_path, smile_clip):
+    clip = smile_clip
     out = tmp_path / "smile.csv"
     result = bpy.ops.au2rig.animate_from_video(filepath=str(clip), start_frame=10, frame_step=2,
                                                smoothing=0.3, save_tracking=True, tracking_path=str(out))
@@ -126,9 +119,9 @@ def test_parse_neutral():
         video.parse_neutral("-3")
 
 
-def test_the_modal_worker_in_a_thread_then_finish_keys_the_rig(arm, clip_tracking):
+def test_the_modal_worker_in_a_thread_then_finish_keys_the_rig(arm, clip_tracking, smile_clip):
     track = video.load_tracker()
-    job = video.TrackJob(track, media("single_face.mp4"), TrackConfig(step=3))
+    job = video.TrackJob(track, smile_clip, TrackConfig(step=3))
     job.start()  # the modal operator's thread
     job.thread.join(60)
     assert not job.running and job.error is None
@@ -139,9 +132,9 @@ def test_the_modal_worker_in_a_thread_then_finish_keys_the_rig(arm, clip_trackin
     assert x.tolist() == list(range(1, 1 + job.total))
 
 
-def test_a_cancelled_job_keys_nothing(arm):
+def test_a_cancelled_job_keys_nothing(arm, smile_clip):
     track = video.load_tracker()
-    job = video.TrackJob(track, media("single_face.mp4"), TrackConfig())
+    job = video.TrackJob(track, smile_clip, TrackConfig())
     job.stop.set()  # ESC before the first frame is through
     job.run()
     assert job.done < 5

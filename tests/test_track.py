@@ -1,4 +1,5 @@
-"""The video pipeline: real clips (skipped without ../shared/media), no-face frames, bad videos."""
+"""The video pipeline on rendered clips of the rig (no media needed: a smile, a face that leaves
+and comes back, two faces), on real clips when ../shared/media is present, and on bad videos."""
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,30 @@ def media(name: str) -> Path:
 def au(tracking, code: int) -> np.ndarray:
     codes, values = facs_values(tracking.params)
     return values[:, codes.index(code)]
+
+
+def test_a_face_that_leaves_and_comes_back(face_gap_clip, tmp_path):
+    """Frames without a face are flagged, never invented; a face lost for longer than the tracker
+    waits (0.5 s) is looked for anew and found."""
+    tracking = track_video(face_gap_clip, TrackConfig(), progress=False)
+    assert len(tracking) == 32
+    assert tracking.success[:12].all() and not tracking.success[12:24].any() and tracking.success[24:].all()
+    assert np.isnan(tracking.params[12:24]).all() and np.isnan(tracking.landmarks[12:24]).all()
+    ok = tracking.params[tracking.success]
+    assert np.isfinite(ok).all() and (ok >= LAYOUT.lo - 1e-9).all() and (ok <= LAYOUT.hi + 1e-9).all()
+    # the face found again sits where it was (the same render): the landmarks agree with before the gap
+    assert np.abs(tracking.landmarks[24] - tracking.landmarks[0]).max() < 40
+    written = write_outputs(tracking, tmp_path / "out.csv")
+    back = read_tracking(written[0])
+    assert (back.success == tracking.success).all()
+    assert np.allclose(back.params, tracking.params, equal_nan=True)
+
+
+def test_a_rendered_smile_shows_as_rising_au12(smile_clip):
+    tracking = track_video(smile_clip, TrackConfig(), progress=False)  # neutral, then a broad smile
+    assert tracking.success.all()
+    au12 = au(tracking, 12)
+    assert au12[-6:].mean() > au12[:6].mean() + 1.5  # FACS 0-5; the script goes 0 -> 4.5
 
 
 def test_no_face_frames_are_flagged_and_the_rest_tracked(tmp_path):
@@ -74,26 +99,30 @@ def test_a_truncated_video_keeps_the_frames_it_has(tmp_path):
     writer.release()
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
-    tracking = track_video(path, TrackConfig(smoothing=0.0), progress=False)
-    assert 0 < len(tracking) <= 20 and not tracking.success.any()  # grey frames: no face, no crash
+    from core.tracking.track import ShortVideoWarning
+
+    with pytest.warns(ShortVideoWarning, match="short.avi"):
+        tracking = track_video(path, TrackConfig(smoothing=0.0), progress=False)
+    assert 0 < len(tracking) < 20 and not tracking.success.any()  # grey frames: no face, no crash
 
 
-def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, capsys):
+def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, smile_clip):
     import subprocess
     import sys
 
-    video = media("single_face.mp4")
+    video = smile_clip
     out = tmp_path / "res" / "clip.csv"
     run = subprocess.run([sys.executable, "-m", "core", "track", str(video), "-o", str(out), "--quiet",
                           "--overlay", str(tmp_path / "strip.png"), "--curves", str(tmp_path / "curves.png"),
-                          "--gain", "AU12=1.5", "--smoothing", "0.5", "--max-frames", "30"],
+                          "--gain", "AU12=1.5", "--smoothing", "0.5", "--max-frames", "20"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 0, run.stderr
     for path in (out, out.with_suffix(".json"), out.with_suffix(".npz"), tmp_path / "strip.png",
                  tmp_path / "curves.png"):
         assert path.stat().st_size > 0, path
-    tracking = read_tracking(out)
-    assert len(tracking) == 30
+    tracking = read_tracking(out.with_suffix(".json"))
+    assert len(tracking) == 20 and tracking.success.all()
+    assert tracking.meta["config"]["gains"] == {"AU12": 1.5} and tracking.meta["config"]["smoothing"] == 0.5
     bad = tmp_path / "notavideo.mp4"
     bad.write_text("hello")
     run = subprocess.run([sys.executable, "-m", "core", "track", str(bad), "-o", str(tmp_path / "x.csv")],
@@ -102,16 +131,15 @@ def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, capsys):
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_with_two_faces_the_larger_one_is_followed(tmp_path):
+def test_with_two_faces_the_larger_one_is_followed(tmp_path, smile_clip):
     import cv2
 
     from core.tracking.track import read_frames
 
-    source = media("single_face.mp4")
     path = tmp_path / "two.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
-    for _, image in read_frames(source, max_frames=20):
-        face = image[20:340, 160:480]  # the man's head and shoulders, 320 px square
+    for _, image in read_frames(smile_clip, max_frames=20):
+        face = image[20:340, 160:480]  # the rig's head, 320 px square
         canvas = np.full((360, 640, 3), 200, np.uint8)
         canvas[20:340, 310:630] = face  # the larger face, right
         canvas[80:320, 20:260] = cv2.resize(face, (240, 240))  # a smaller copy, left

@@ -143,3 +143,10 @@ def test_facial_region_loss_and_warm_start(full_run, pairs_dir, tmp_path, rig):
     # a warm start begins where the other run ended: its first validation is already near it
     assert ckpt["history"][0]["val_psnr"] > ref["history"][0]["val_psnr"]
     assert ckpt["config"]["region_weight"] == 5.0
+    # the same steps from the same weights and seed without the term end elsewhere: the term counts
+    plain = torch.load(train_generator(pairs_dir, tmp_path / "warm0", config(steps=4, region_weight=0.0,
+                                                                             init=str(out / "checkpoint.pt")),
+                                       rig=rig, log=logs.append, progress=False), weights_only=True)
+    moved = max(float((ckpt["model"][k] - plain["model"][k]).abs().max()) for k in plain["model"]
+                if plain["model"][k].is_floating_point())
+    assert moved > 1e-6, "region_weight 5 trained the same weights as region_weight 0"
