@@ -68,3 +68,20 @@ def test_synthetic_recovery_runs_end_to_end(tmp_path):
     assert r["frames"] == 18  # every frame of the clip had its face found
     assert np.mean(list(r["exact"]["pose_mae_deg"].values())) < 3.0
     assert "AU12" in format_recovery(result)
+
+
+@pytest.mark.slow
+def test_the_demo_command_as_make_demo_runs_it(tmp_path):
+    """`au2rig demo` end to end: renders the clip, tracks it with the shipped model, keys the rig,
+    writes demo.blend, the strip and the tracking files, and prints the scores."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "addon", "demo", "-o", str(tmp_path), "--size", "96"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("demo.blend", "demo_strip.png", "demo_clip.mp4", "demo_tracking.csv", "demo_tracking.json",
+                 "demo_tracking.npz", "demo_overlay.png", "demo_curves.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "mean" in r.stdout + r.stderr and "pose MAE" in r.stdout + r.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left

@@ -67,6 +67,25 @@ def test_bundled_map_is_valid():
     assert m.meta["fit"]["held_out"]["mean_iod"] < 0.1
 
 
+def test_lids_brows_and_lips_are_the_meshs_own_points():
+    """The points expressions move come from the mesh's anatomy, not from a fit on rig renders
+    (where the mesh never sees a lid close): each row is exactly its ANATOMICAL entry."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parent / "benchmarks" / "fit_mediapipe_map.py"
+    spec = importlib.util.spec_from_file_location("fit_mediapipe_map", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    m = load_landmark_map()
+    assert len(module.ANATOMICAL) == 38
+    for i, pairs in module.ANATOMICAL.items():
+        got = {int(p): float(w) for p, w in zip(m.indices[i], m.weights[i]) if w > 0}
+        assert got == pytest.approx({p: w for p, w in pairs}), i
+    # the upper and lower lid margins are different points: a closed eye brings them together
+    for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
+        assert set(m.indices[upper][m.weights[upper] > 0]).isdisjoint(m.indices[lower][m.weights[lower] > 0])
+
+
 def test_fit_recovers_a_known_map():
     rng = np.random.default_rng(0)
     mesh = rng.normal(0, 50, (40, 12, 2)) + 100

@@ -77,9 +77,11 @@ def open_session(path: Path, threads: int = 1):
 class OnnxEstimator:
     """Runs an exported estimator through ONNX Runtime (what the tracker and the add-on use)."""
 
-    def __init__(self, path=DEFAULT_ONNX, threads: int = 1, layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
+    def __init__(self, path=DEFAULT_ONNX, threads: int = 1, layout: ParameterLayout = LAYOUT, rig: Rig | None = None,
+                 opened=None):
+        """``opened``: the (session, metadata) of ``path`` when :func:`open_session` has run already."""
         self.path = Path(path)
-        self.session, self.meta = open_session(self.path, threads)
+        self.session, self.meta = opened or open_session(self.path, threads)
         check_compatible(self.meta, str(self.path), layout, rig)
         self.kind = self.meta.get("kind", "landmarks")
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -110,9 +112,9 @@ class OnnxImageEstimator:
 
     kind = "image"
 
-    def __init__(self, path, threads: int = 1, layout: ParameterLayout = LAYOUT, rig=None):
+    def __init__(self, path, threads: int = 1, layout: ParameterLayout = LAYOUT, rig=None, opened=None):
         self.path = Path(path)
-        self.session, self.meta = open_session(self.path, threads)
+        self.session, self.meta = opened or open_session(self.path, threads)
         check_compatible(self.meta, str(self.path), layout, rig)
         if self.meta.get("kind") != "image":
             raise ValueError(f"{self.path}: a {self.meta.get('kind', 'landmarks')!r} model, not an image-path model")

@@ -34,7 +34,7 @@ from ..alignment.crops import crop_image
 from ..animation.filters import apply_gain, calibrate, neutral_baseline, smooth
 from ..animation.tracking_io import Tracking
 from ..rig.layout import LAYOUT, ParameterLayout
-from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata
+from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata, open_session
 from .landmarks import open_backend, pick_face
 
 
@@ -238,10 +238,12 @@ def model_kind(path) -> str:
 
 
 def _open_estimator(path, threads, layout):
-    kind = model_kind(path)
+    """The estimator at ``path``, of the class its metadata's kind names (one ONNX Runtime session)."""
+    opened = open_session(Path(path), threads)
+    kind = opened[1].get("kind", "landmarks")
     if kind not in ("landmarks", "image"):
         raise ValueError(f"{path}: a {kind!r} model; the tracker needs a landmark or image-path estimator")
-    return (OnnxImageEstimator if kind == "image" else OnnxEstimator)(path, threads, layout)
+    return (OnnxImageEstimator if kind == "image" else OnnxEstimator)(path, threads, layout, opened=opened)
 
 
 class _CropStream:
@@ -301,7 +303,8 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
                    f"central one")
         (tqdm.write if progress else print)(message, file=sys.stderr)
     # one face in view: the backend may track it alone (fastest); several: it must report them all
-    stream = _CropStream(pending) if model_kind(model) == "image" else None
+    # the model has been loading while the first frame was read and its faces counted
+    stream = _CropStream(pending) if pending.result().kind == "image" else None
     with open_backend(config.backend, video=True, max_faces=1 if crowd <= 1 else 4) as backend:
         started = time.perf_counter()  # the frames' time: decoding, detection (start-up excluded)
         for index, image in itertools.chain([first], frames_in):
