@@ -155,8 +155,9 @@ def recognition(entries, renders, fakes) -> dict[str, dict]:
     for name, idx in tile_groups(entries).items():
         if idx:
             m = change_match(g[idx] - g[0], r[idx] - r[0])
-            m["missed"] = [f"{entries[i][0]} (like {entries[idx[b]][0]})"
-                           for i, b in zip(idx, m["best"]) if idx[b] != i]
+            m["missed"] = [f"{entries[i][0]} (like {entries[idx[b]][0]})" if idx[b] != i else
+                           f"{entries[i][0]} (no change from neutral)"
+                           for k, (i, b) in enumerate(zip(idx, m["best"])) if not m["hit"][k]]
             out[name] = m
     return out
 

@@ -27,3 +27,29 @@ def test_sheet_with_a_generator_shows_render_beside_g_and_scores_each_group(tmp_
         m = report[name]
         assert m["count"] == len(idx) and 0 <= m["recognised"] <= len(idx) and np.isfinite(m["cosine"])
         assert len(m["missed"]) == len(idx) - m["recognised"]
+
+
+def test_recognition_counts_a_perfect_generator_and_catches_a_confused_one(rig):
+    """A G that draws every tile as the renderer does is recognised on every tile; one that draws
+    each tile as its neighbour in the group is recognised on none of them; one that draws the
+    neutral face everywhere is recognised on none."""
+    from addon.contact_sheet import recognition
+
+    entries = sheet_entries(rig)
+    rng = np.random.default_rng(0)
+    renders = [rng.integers(0, 256, (8, 8, 3)).astype(np.uint8) for _ in entries]
+    perfect = recognition(entries, renders, renders)
+    groups = tile_groups(entries)
+    for name, idx in groups.items():
+        assert perfect[name]["recognised"] == len(idx) and not perfect[name]["missed"], name
+    confused = list(renders)
+    for idx in groups.values():
+        if len(idx) > 1:
+            for a, b in zip(idx, idx[1:] + idx[:1]):
+                confused[a] = renders[b]
+    mixed = recognition(entries, renders, confused)
+    for name, idx in groups.items():
+        if len(idx) > 1:
+            assert mixed[name]["recognised"] == 0 and len(mixed[name]["missed"]) == len(idx), name
+    flat = recognition(entries, renders, [renders[0]] * len(renders))
+    assert all(flat[name]["recognised"] == 0 for name, idx in groups.items() if idx and idx != [0])

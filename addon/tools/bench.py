@@ -166,14 +166,14 @@ def _script(name: str):
     return module
 
 
-def row_tracker(p: dict, state: dict) -> Row:
+def row_tracker(p: dict, state: dict, out_dir: Path) -> Row:
     bt = _script("bench_tracker")
     video = bt.default_video()
     if video is None:  # a fresh machine: make the embedded default clip (what `make demo` tracks)
         from .. import demo
         from .._core import load_rig, scripted_performance
 
-        video = demo.render_clip(load_rig(), scripted_performance(30.0), ROOT / "out" / "demo_clip.mp4",
+        video = demo.render_clip(load_rig(), scripted_performance(30.0), out_dir / "demo_clip.mp4",
                                  progress=False)
     r = bt.measure(video, p["tracker_repeat"], p["tracker_frames"])
     state["tracker"] = r
@@ -432,7 +432,7 @@ def run_bench(out_dir, preset: str = "small", progress: bool = True, log=None) -
     state: dict = {}
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     start = time.perf_counter()
-    plan = [(ROW_NAMES[0], row_tracker, ()), (ROW_NAMES[1], row_render, ()), (ROW_NAMES[2], row_bake, ()),
+    plan = [(ROW_NAMES[0], row_tracker, (out_dir,)), (ROW_NAMES[1], row_render, ()), (ROW_NAMES[2], row_bake, ()),
             (ROW_NAMES[3], row_estimator, ()), (ROW_NAMES[4], row_recovery, (out_dir, "workbench", progress)),
             (ROW_NAMES[5], row_recovery, (out_dir, "cycles", progress)), (ROW_NAMES[6], row_image_path, ())]
     rows = []

@@ -188,8 +188,9 @@ def change_match(generated, rendered) -> dict:
     items (e.g. one AU each at full intensity), G's image and the rig's render of each item minus
     the same of a common reference (the neutral face). Item i counts as recognised when G's
     change is closer in direction (cosine) to the rig's change of item i than to that of any
-    other item. Returns ``{"recognised": count, "count": N, "cosine": mean matching cosine,
-    "best": per item the index of the closest render}``; chance is 1 in N."""
+    other item; a change that points nowhere (zero, or no closer than 0) is never recognised.
+    Returns ``{"recognised": count, "count": N, "cosine": mean matching cosine, "best": per item
+    the index of the closest render}``; chance is 1 in N."""
     g = np.asarray(generated, np.float64).reshape(len(generated), -1)
     r = np.asarray(rendered, np.float64).reshape(len(rendered), -1)
     if g.shape != r.shape:
@@ -198,5 +199,6 @@ def change_match(generated, rendered) -> dict:
     r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
     cos = g @ r.T
     best = cos.argmax(1)
-    return {"recognised": int((best == np.arange(len(g))).sum()), "count": len(g),
-            "cosine": float(np.diag(cos).mean()), "best": best.tolist()}
+    hit = (best == np.arange(len(g))) & (np.diag(cos) > 0)
+    return {"recognised": int(hit.sum()), "count": len(g),
+            "cosine": float(np.diag(cos).mean()), "best": best.tolist(), "hit": hit.tolist()}
