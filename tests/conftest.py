@@ -200,14 +200,9 @@ def face_gap_clip(smile_clip, tmp_path_factory):
     looks for a face anew), then the face again (8 frames); MJPG at 15 fps."""
     import cv2
 
-    cap = cv2.VideoCapture(str(smile_clip))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    from core.tracking.track import read_frames
+
+    frames = [image for _, image in read_frames(smile_clip)]
     path = tmp_path_factory.mktemp("gap") / "face_gap.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (640, 360))
     for f in frames[:12] + [np.full_like(frames[0], 90)] * 12 + frames[12:20]:

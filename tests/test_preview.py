@@ -3,17 +3,11 @@ import cv2
 import numpy as np
 
 from addon.preview import render_preview
-from core.tracking.track import TrackConfig, track_video
+from core.tracking.track import TrackConfig, read_frames, track_video
 
 
 def _frames(path):
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            return out
-        out.append(f)
+    return [image for _, image in read_frames(path)]
 
 
 def test_preview_shows_the_video_beside_the_keyed_rig(short_clip, tmp_path):

@@ -216,15 +216,11 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 # --- a video shorter than its container says ----------------------------------------------------------
 def test_a_truncated_video_warns_and_keeps_what_was_read(short_clip, tmp_path):
-    from core.tracking.track import ShortVideoWarning, TrackConfig, track_video
+    from core.tracking.track import ShortVideoWarning, TrackConfig, read_frames, track_video
 
-    cap = cv2.VideoCapture(str(short_clip))
     avi = tmp_path / "full.avi"
     writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (640, 360))
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
+    for _, frame in read_frames(short_clip):
         writer.write(frame)
     writer.release()
     data = avi.read_bytes()

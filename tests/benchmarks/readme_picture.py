@@ -23,6 +23,7 @@ from addon.demo import beat_frames  # noqa: E402 (after the path is set)
 from addon.preview import render_preview  # noqa: E402 (after the path is set)
 from core.animation.performance import scripted_performance  # noqa: E402 (after the path is set)
 from core.animation.tracking_io import Tracking, read_tracking  # noqa: E402 (after the path is set)
+from core.tracking.track import read_frames  # noqa: E402 (after the path is set)
 
 BEATS = ("smile", "blink", "brows up", "jaw open", "frown", "turn left")
 
@@ -39,13 +40,7 @@ def main(argv=None) -> int:
     sub = Tracking(t.frames[rows], t.timestamps[rows], t.success[rows], t.confidence[rows], t.params[rows],
                    t.landmarks[rows], t.fps, t.meta)
     video = render_preview(args.clip, sub, args.out.with_suffix(".mp4"), args.size, progress=False)
-    cap, tiles = cv2.VideoCapture(str(video)), []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        tiles.append(f)
-    cap.release()
+    tiles = [image for _, image in read_frames(video)]
     video.unlink()
     strip = np.vstack([np.hstack(tiles[i:i + 3]) for i in range(0, len(tiles), 3)])
     cv2.imwrite(str(args.out), strip, [cv2.IMWRITE_PNG_COMPRESSION, 9])
