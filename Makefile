@@ -1,9 +1,17 @@
 # The two commands of a fresh machine: `make demo` (the main job) and `make test`.
-# Each creates .venv with the pinned dependencies on first use.
+# Each creates .venv with the pinned dependencies on first use; `make test` also creates .venv42
+# with Blender 4.2 LTS (bpy 4.2.0) and runs the Blender-side tests there too (the add-on supports
+# Blender 4.2 .. 5.0).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VENV42 := .venv42
+STAMP42 := $(VENV42)/.installed
+# bpy 4.2.0 and what the Blender-side tests import, at the versions pyproject.toml pins
+BLENDER42 := bpy==4.2.0 numpy==1.26.4 torch==2.13.0 pytest==8.3.4 opencv-python-headless==4.11.0.86 \
+	onnxruntime==1.20.1 tqdm==4.67.1
+BLENDER_TESTS := tests/test_bake.py tests/test_blender_rig.py tests/test_build_addon.py tests/test_retarget.py
 
 .PHONY: demo test contact-sheet pairs bench bench-render bench-tracker bench-bake train-landmarks train-generator \
 	generator-sheet clean
@@ -17,8 +25,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/au2rig demo
 
-test: $(STAMP)
+$(STAMP42): Makefile
+	$(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/pip install --quiet --disable-pip-version-check $(BLENDER42)
+	touch $(STAMP42)
+
+test: $(STAMP) $(STAMP42)
 	$(BIN)/python -m pytest -q
+	$(VENV42)/bin/python -m pytest -q -p no:cacheprovider $(BLENDER_TESTS)
 
 contact-sheet: $(STAMP)
 	$(BIN)/au2rig contact-sheet -o out/contact_sheet.png
@@ -54,4 +68,4 @@ generator-sheet: $(STAMP)
 	$(BIN)/au2rig contact-sheet -o out/generator_sheet.png --generator core/models/generator.pt --columns 6
 
 clean:
-	rm -rf $(VENV) out build dist *.egg-info
+	rm -rf $(VENV) $(VENV42) out build dist *.egg-info

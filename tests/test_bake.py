@@ -156,6 +156,8 @@ def test_bake_action_bulk_api(arm):
         Curve('["AU04"]', np.full(4, np.nan)),  # nothing to key: no fcurve
         Curve("location", np.array([0.0, 1.0, 2.0, 3.0]), index=2, group="Object"),
     ], interpolation="CONSTANT")
+    # the branch of this Blender ran: legacy Actions on 4.2 / 4.3, layered from 4.4
+    assert is_layered(action) == (bpy.app.version >= (4, 4, 0)), bpy.app.version_string
     fcs = {(fc.data_path, fc.array_index): fc for fc in action_fcurves(action)}
     assert set(fcs) == {('["AU26"]', 0), ("location", 2)}
     assert [k.co[0] for k in fcs['["AU26"]', 0].keyframe_points] == [1.0, 3.0, 5.0]
