@@ -18,7 +18,6 @@ from core.rig.layout import LAYOUT
 from core.training.chain import warp_to_crop
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
-PAIRS128 = Path("/work/data/pairs128")
 
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
@@ -289,11 +288,21 @@ def test_crops_from_a_pairs_dataset(tmp_path, rig):
     assert len(limited) == 1 and limited.labels is None and limited.frame[0] == 0
 
 
-def test_crops_from_real_renders_with_detection():
-    if not (PAIRS128 / "params.npy").is_file():
-        pytest.skip(f"no finished rendered pairs dataset at {PAIRS128}")
-    c = faces.crops_from_pairs(PAIRS128, split="val", max_count=6, progress=False)
-    d = faces.crops_from_pairs(PAIRS128, split="val", max_count=6, detect=True, progress=False)
+@pytest.fixture(scope="module")
+def pairs128(tmp_path_factory):
+    """A small pairs dataset rendered by Blender at 128 px with masks (half of it validation)."""
+    pytest.importorskip("bpy")
+    from addon.rig_render import RenderConfig, render_pairs
+
+    folder = tmp_path_factory.mktemp("pairs") / "pairs128"
+    render_pairs(RenderConfig(output=str(folder), count=16, size=128, masks=True, chunk_size=8, workers=1,
+                              val_fraction=0.5), rig=load_rig())
+    return folder
+
+
+def test_crops_from_real_renders_with_detection(pairs128):
+    c = faces.crops_from_pairs(pairs128, split="val", max_count=6, progress=False)
+    d = faces.crops_from_pairs(pairs128, split="val", max_count=6, detect=True, progress=False)
     assert len(c) == 6 and len(d) + int(d.missed[0]) == 6 and len(d) >= 3
     _check_aligned(c, 0.08 * CROP_SIZE)
     assert set(np.unique(c.labels)) >= {0, 1, 10, 12, 13}
