@@ -72,3 +72,11 @@ def test_contact_sheet_command(tmp_path):
     img = cv2.imread(str(sheet))
     assert img is not None and img.shape[1] >= 10 * 48
     assert img.std() > 10  # faces, not a blank sheet
+
+
+def test_recovery_command(tmp_path):
+    out = tmp_path / "recovery"
+    r = au2rig("recovery", "-o", out, "--actors", 1, "--cycles-actors", 0, "--seconds", 1.2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = (out / "recovery.txt").read_text()
+    assert "AU12" in text and "AU12" in r.stdout  # the table, printed and written
