@@ -11,6 +11,7 @@ The file is written to a temporary name and moved into place.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -61,18 +62,10 @@ def render_preview(video, tracking, output, size: int = 360, progress: bool = Tr
     scene, arm_obj = contact_sheet.setup_scene(rig, size)
     params = np.array(tracking.params, float)
     neutral = LAYOUT.neutral()
-    keyed = np.where(np.isfinite(params), params, np.nan)
-    keyed[:, LAYOUT.group_slice("identity")] = neutral[LAYOUT.group_slice("identity")]
-    keyed[:, LAYOUT.group_slice("brow_style")] = neutral[LAYOUT.group_slice("brow_style")]
     for i in np.setdiff1d(np.arange(len(LAYOUT)), preview_channels()):
         arm_obj[LAYOUT.names[i]] = float(neutral[i])
-
-    class _Perf:  # what key_performance reads
-        pass
-
-    perf = _Perf()
-    perf.params = keyed
-    key_performance(arm_obj, perf, channels=preview_channels(), action_name="preview")
+    # rows without a face are NaN: no key there, the curve holds
+    key_performance(arm_obj, SimpleNamespace(params=params), channels=preview_channels(), action_name="preview")
     scene.frame_start, scene.frame_end = 1, len(params)
 
     cap = cv2.VideoCapture(str(video))

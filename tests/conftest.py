@@ -166,32 +166,28 @@ def rig():
     return load_rig()
 
 
-@pytest.fixture(scope="session")
-def short_clip(tmp_path_factory):
-    """Eight frames of the scripted performance (neutral into the smile), rendered from the rig
-    into a 640x360 video: a face video that needs no media."""
+def render_performance_part(rows: slice, path):
+    """Rows ``rows`` of the scripted performance at 15 fps, rendered from the rig into a 640x360
+    video at ``path``: a face video that needs no media."""
     from addon.demo import render_clip
     from core.animation.performance import Performance, scripted_performance
     from core.rig import load_rig
 
     perf = scripted_performance(15)
-    keep = slice(12, 20)
-    short = Performance(perf.times[keep], perf.params[keep], perf.labels[keep], perf.fps)
-    return render_clip(load_rig(), short, tmp_path_factory.mktemp("clip") / "clip.mp4", progress=False)
+    part = Performance(perf.times[rows], perf.params[rows], perf.labels[rows], perf.fps)
+    return render_clip(load_rig(), part, path, progress=False), part
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory):
+    """Eight frames of the scripted performance (into the smile)."""
+    return render_performance_part(slice(12, 20), tmp_path_factory.mktemp("clip") / "clip.mp4")[0]
 
 
 @pytest.fixture(scope="session")
 def smile_clip(tmp_path_factory):
-    """A face video that needs no media: the rig (with another face than the base one) neutral,
-    then smiling broadly; 25 frames at 15 fps, 640x360."""
-    from addon.demo import render_clip
-    from core.animation.performance import Performance, scripted_performance
-    from core.rig import load_rig
-
-    perf = scripted_performance(15)
-    keep = slice(0, 25)
-    part = Performance(perf.times[keep], perf.params[keep], perf.labels[keep], perf.fps)
-    return render_clip(load_rig(), part, tmp_path_factory.mktemp("smile") / "smile.mp4", progress=False)
+    """The rig (with another face than the base one) neutral, then smiling broadly; 25 frames."""
+    return render_performance_part(slice(0, 25), tmp_path_factory.mktemp("smile") / "smile.mp4")[0]
 
 
 @pytest.fixture(scope="session")

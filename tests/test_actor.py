@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import render_performance_part
 
 from core.rig.layout import LAYOUT
 from core.tracking.actor import ActorProfileError, profile_from_tracking, read_profile, write_profile
@@ -12,18 +13,9 @@ from core.tracking.track import TrackConfig, track_video
 @pytest.fixture(scope="module")
 def takes(tmp_path_factory):
     """Two takes of the same rendered actor: one rests then starts to smile, one only smiles."""
-    from addon.demo import render_clip
-    from core.animation.performance import Performance, scripted_performance
-    from core.rig import load_rig
-
-    perf = scripted_performance(15)
     folder = tmp_path_factory.mktemp("takes")
-
-    def take(rows, name):
-        part = Performance(perf.times[rows], perf.params[rows], perf.labels[rows], perf.fps)
-        return render_clip(load_rig(), part, folder / name, progress=False), part
-
-    return take(slice(0, 12), "rests.mp4"), take(slice(17, 25), "smiles.mp4")
+    return (render_performance_part(slice(0, 12), folder / "rests.mp4"),
+            render_performance_part(slice(17, 25), folder / "smiles.mp4"))
 
 
 def _smile(tracking):

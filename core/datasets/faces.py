@@ -1,16 +1,6 @@
 """Aligned face crops for the image path: real frames and rig renders cut the same way.
 
-A crop is a ``CROP_SIZE`` px square in which the five-point similarity of :mod:`core.alignment.align`
-puts the rig's canonical face at the centre, eyes level and ``EYE_DISTANCE * size`` apart
-(0.3 of the crop matches the scale of the rig's faces in a 128 px render, so generated images
-need little magnification). The alignment removes the head's roll, kept in ``roll``.
-
-Pixel convention: continuous coordinates, (0, 0) the top-left *corner* of the image (pixel i
-covers [i, i + 1)), as the rig's projection and the landmark backends use. A transform
-``(a, b, tx, ty)`` maps image points to crop points: ``crop = [[a, -b], [b, a]] @ image + t``.
-OpenCV's ``warpAffine`` puts pixel centres on integers, so its matrix gets a half-pixel
-correction; ``warp_to_crop`` (torch, differentiable) samples the same points with
-``grid_sample``.
+How a crop is cut (size, eye distance, roll, pixel convention) is :mod:`core.alignment.crops`.
 
 :class:`FaceCrops` holds a set of crops (with their landmarks, roll, source file and frame,
 optional known parameters for rig renders and optional 19-class face-parsing labels) and is

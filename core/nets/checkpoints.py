@@ -43,8 +43,9 @@ def save_checkpoint(obj: dict, path) -> Path:
     return Path(path)
 
 
-def read_checkpoint(path, fmt: str, what: str) -> dict:
-    """The checkpoint dict at ``path``; its ``format`` field must be ``fmt`` (``what`` names it)."""
+def read_checkpoint(path, fmt: str | None, what: str) -> dict:
+    """The checkpoint dict at ``path``; its ``format`` field must be ``fmt`` (``what`` names it;
+    ``fmt`` None: any checkpoint dict)."""
     import torch
 
     path = Path(path)
@@ -58,7 +59,7 @@ def read_checkpoint(path, fmt: str, what: str) -> dict:
                          f"tensors, numbers, strings, lists and dicts, or is damaged ({first[:200]}). A run "
                          f"checkpoint of au2rig 0.1 before this check holds numpy arrays: finish that run with "
                          f"the version that started it, or start it again in a new folder") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+    if not isinstance(ckpt, dict) or (fmt is not None and ckpt.get("format") != fmt):
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not an au2rig {what} checkpoint (format field {found!r})")
     return ckpt

@@ -5,9 +5,9 @@ so on real faces its AUs come out weaker than the landmarks show. A video shows 
 after the estimator has run, this module fits the clip through the rig itself (numpy, no torch:
 it runs inside Blender too):
 
-* unknowns: per frame the head's yaw and pitch and every AU; per clip the identity sliders
-  (one face for the whole clip). Roll and the brow style stay the estimator's (the 2-D
-  alignment absorbs in-plane rotation; the style is a one-hot choice);
+* unknowns: per frame the head's yaw and pitch and every AU; the identity sliders are the
+  median of the estimator's over the clip (one face for the whole clip). Roll and the brow style
+  stay the estimator's (the 2-D alignment absorbs in-plane rotation; the style is a one-hot choice);
 * residual: the rig's projected landmarks against the detected ones, aligned per frame by a
   least-squares similarity, in units of the rig's inter-ocular distance; the jaw line counts
   less (:data:`POINT_SIGMA`), since the detector places it least reliably;
@@ -17,7 +17,7 @@ it runs inside Blender too):
 * solver: a few Gauss-Newton rounds with AU bounds enforced by projection. The Jacobians come from
   a linear model of the face (finite differences around the clip's current face, once per
   round) and of the head (finite differences of yaw and pitch per frame); residuals always come
-  from the exact rig. The identity step explains what all frames share.
+  from the exact rig.
 
 Cost: (2 + 1) rig evaluations per frame and round, plus ~100 per round for the linear model.
 """
@@ -32,9 +32,9 @@ from ..rig.layout import LAYOUT, ParameterLayout
 # landmark noise in inter-ocular units: the jaw line (iBUG 0-16) is the detector's least stable part
 POINT_SIGMA = np.r_[np.full(17, 0.08), np.full(51, 0.03)]
 # how far the fit may move from the estimator's value before the prior weighs as much as one
-# landmark off by its noise: degrees for the pose, intensity (0..1) for AUs, slider units for identity
-PRIOR_SIGMA = {"pose": 5.0, "au": 0.35, "identity": 0.25}
-STEP = {"pose": 0.25, "au": 1e-3, "identity": 1e-3}  # finite-difference steps
+# landmark off by its noise: degrees for the pose, intensity (0..1) for AUs
+PRIOR_SIGMA = {"pose": 5.0, "au": 0.35}
+STEP = {"pose": 0.25, "au": 1e-3}  # finite-difference steps
 # channels whose Jacobian is taken per frame on the exact rig (rotations about the eye)
 EXACT_CHANNELS = ("AU05", "AU07", "AU43_L", "AU43_R")
 
@@ -42,7 +42,6 @@ EXACT_CHANNELS = ("AU05", "AU07", "AU43_L", "AU43_R")
 @dataclass(frozen=True)
 class FitConfig:
     rounds: int = 3
-    identity: bool = False  # fit the clip's identity sliders too
 
 
 def _procrustes(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -94,9 +93,7 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
     sig = np.r_[np.full(2, PRIOR_SIGMA["pose"]), np.full(au.stop - au.start, PRIOR_SIGMA["au"])]
     step = np.r_[np.full(2, STEP["pose"]), np.full(au.stop - au.start, STEP["au"])]
     exact = [k for k, c in enumerate(free) if layout.names[c] in EXACT_CHANNELS]
-    ident_cols = np.arange(ident.start, ident.stop)
     face = np.median(x[:, ident], 0)
-    face_prior = face.copy()
     x[:, ident] = face
     lo, hi = layout.lo, layout.hi
 
@@ -107,8 +104,9 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
     weights_2d = np.repeat(wpt, 2)  # (136,)
 
     def raw_residual(params, points):
-        model = rig.landmarks_2d(params)
-        return ((_procrustes(points, model, wpt) - model) / iod).reshape(len(params), -1)
+        """(aligned detections - model) per row, and the model's points, in IOD units."""
+        model = rig.landmarks_2d(params) / iod
+        return (_procrustes(points / iod, model, wpt) - model).reshape(len(params), -1), model
 
     # what the rig cannot show of this actor's face (shape, the detector's habits) is in every
     # frame alike: measured on the neutral reference frame (its AUs zero) and taken out
@@ -117,29 +115,26 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
         at = init[reference].copy()
         at[au] = 0.0
         at[ident] = face
-        offset = raw_residual(at[None], np.asarray(landmarks, float)[reference][None])[0]
+        offset = raw_residual(at[None], np.asarray(landmarks, float)[reference][None])[0][0]
 
     def residual(params):
-        return raw_residual(params, det) - offset
-
-    def model_points(params):
-        return rig.landmarks_2d(params) / iod
+        res, model = raw_residual(params, det)
+        return res - offset, model
 
     def error(res):
         return float(np.sqrt(np.mean((res.reshape(len(res), 68, 2) ** 2).sum(-1))))
 
-    r = residual(x)
+    r, model_now = residual(x)
     report = {"frames": int(len(rows)), "error_before": error(r)}
     n, k = len(rows), len(free)
     for _ in range(config.rounds):
         # per-frame Jacobian: finite differences of yaw and pitch on the exact rig; the AUs' from the
         # linear face model at this round's median expression, seen frontally
         jac = np.empty((n, 136, k))
-        model_now = model_points(x)
         for j in range(2):
             moved = x.copy()
             moved[:, free[j]] += step[j]
-            jac[:, :, j] = (residual(moved) - r) / step[j]
+            jac[:, :, j] = (residual(moved)[0] - r) / step[j]
         base = np.median(x, 0)
         base[pose] = 0.0
         probes = np.repeat(base[None], au.stop - au.start + 1, 0)
@@ -152,27 +147,14 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
         for j in exact:  # the lids turn about the eye: far from linear, so per frame on the exact rig
             moved = x.copy()
             moved[:, free[j]] += step[j] * np.where(x[:, free[j]] + step[j] > hi[free[j]], -1.0, 1.0)
-            jac[:, :, j] = (residual(moved) - r) / (moved[:, free[j]] - x[:, free[j]])[:, None]
+            jac[:, :, j] = (residual(moved)[0] - r) / (moved[:, free[j]] - x[:, free[j]])[:, None]
         # one Gauss-Newton step per frame with the prior, projected onto the AU bounds
         jw = jac * weights_2d[None, :, None]
         h = np.einsum("nik,nil->nkl", jw, jac) + np.diag(1.0 / sig ** 2)[None]
         g = np.einsum("nik,ni->nk", jw, r) + (x[:, free] - prior[:, free]) / sig ** 2
         delta = -np.linalg.solve(h, g[..., None])[..., 0]
         x[:, free] = np.clip(x[:, free] + delta, lo[free], hi[free])
-        r = residual(x)
-        if config.identity:
-            probes = np.repeat(base[None], len(ident_cols) + 1, 0)
-            probes[:, ident] = face
-            probes[1:, ident] += np.eye(len(ident_cols)) * STEP["identity"]
-            pts = rig.landmarks_2d(probes)
-            moves = ((pts[1:] - pts[:1]) / STEP["identity"] / iod).reshape(len(ident_cols), -1).T[None]
-            jid = -_without_similarity(moves, pts[:1] / iod, weights_2d)[0]  # (136, I)
-            jw = jid * weights_2d[:, None]
-            h = n * (jw.T @ jid) + np.eye(len(ident_cols)) / PRIOR_SIGMA["identity"] ** 2
-            g = jw.T @ r.sum(0) + (face - face_prior) / PRIOR_SIGMA["identity"] ** 2
-            face = np.clip(face - np.linalg.solve(h, g), lo[ident], hi[ident])
-            x[:, ident] = face
-            r = residual(x)
+        r, model_now = residual(x)
     report["error_after"] = error(r)
     out[rows] = x
     return out, report

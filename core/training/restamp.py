@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..nets.checkpoints import read_checkpoint, save_checkpoint
 from ..rig.identity import RigMismatchError, restamp_reason, stamp
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..util.atomic import atomic_path
@@ -62,22 +63,13 @@ def restamp(path, rig, layout: ParameterLayout = LAYOUT) -> str:
             onnx.save(model, str(tmp))
         return why
     if path.suffix == ".pt":
-        import torch
-
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing
-            raise ValueError(f"{path}: not a readable au2rig checkpoint ({exc})") from exc
-        if not isinstance(ckpt, dict):
-            raise ValueError(f"{path}: not an au2rig checkpoint")
+        ckpt = read_checkpoint(path, None, "model")
         nested = isinstance(ckpt.get("meta"), dict)
         meta = ckpt["meta"] if nested else ckpt
         new, why = _renew(meta, rig, layout, str(path))
         if new is meta:
             return why
-        out = dict(ckpt, meta=new) if nested else new
-        with atomic_path(path) as tmp:
-            torch.save(out, tmp)
+        save_checkpoint(dict(ckpt, meta=new) if nested else new, path)
         return why
     raise ValueError(f"{path}: not a model file (.onnx or .pt)")
 
