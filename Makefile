@@ -29,9 +29,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/au2rig demo
 
-$(STAMP42): Makefile
+$(STAMP42): Makefile pyproject.toml
 	$(PYTHON) -m venv $(VENV42)
 	$(VENV42)/bin/pip install --quiet --disable-pip-version-check $(BLENDER42)
+	$(VENV42)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP42)
 
 test: $(STAMP) $(STAMP42)

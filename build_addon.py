@@ -166,8 +166,8 @@ def extension_files(platforms=(), wheels=()) -> dict[str, bytes]:
             continue
         text = path.read_text()
         if path.name == "_core.py":
-            text = text.replace("from core.", "from .core.").replace("from core import", "from .core import")
-            if "from .core." not in text:
+            text = text.replace("from au2rig.core", "from .core")  # the package's name -> the vendored folder
+            if "from .core." not in text or "from au2rig." in text:
                 raise RuntimeError("addon/_core.py no longer imports core; update build_addon.py")
         files[path.name] = text.encode()
     for name in core_files(tracker=bool(wheels)):

@@ -1,26 +1,34 @@
 """The one place the add-on imports ``core``.
 
-During development ``core`` is the top-level package at the repository root; build_addon.py
-vendors it into the extension and rewrites the imports below to relative ones.
+Installed (and in a development checkout, installed editable) the project is the package
+``au2rig`` with ``au2rig.core``, ``au2rig.addon`` and ``au2rig.rigs``; build_addon.py vendors core
+into the extension and rewrites the imports below to relative ones.
 """
-from core.animation import retarget
-from core.animation.keyframes import CHANNEL_SETS, parse_gains, plan_keys, redundant_keys, scene_fps, select_channels
-from core.animation.performance import random_performance, scripted_performance
-from core.animation.tracking_io import Tracking, read_tracking
-from core.datasets import pairs
-from core.rig import LOD_FACTORS, Rig, RigSpecError, auto_lod, load_rig, lod_of
-from core.rig.layout import LAYOUT, ParameterLayout
-from core.rig.skinning import Skinning
-from core.util.atomic import atomic_path
-from core.util.media import VIDEO_SUFFIXES
-from core.util.quiet import quiet_fd
+from au2rig.core.animation import retarget
+from au2rig.core.animation.keyframes import (
+    CHANNEL_SETS,
+    parse_gains,
+    plan_keys,
+    redundant_keys,
+    scene_fps,
+    select_channels,
+)
+from au2rig.core.animation.performance import random_performance, scripted_performance
+from au2rig.core.animation.tracking_io import Tracking, read_tracking
+from au2rig.core.datasets import pairs
+from au2rig.core.rig import LOD_FACTORS, Rig, RigSpecError, auto_lod, load_rig, lod_of
+from au2rig.core.rig.layout import LAYOUT, ParameterLayout
+from au2rig.core.rig.skinning import Skinning
+from au2rig.core.util.atomic import atomic_path
+from au2rig.core.util.media import VIDEO_SUFFIXES
+from au2rig.core.util.quiet import quiet_fd
 
 
 def tracker():
     """The tracker's modules ``(track, metrics, overlay)``, imported on first use: they need
     onnxruntime and OpenCV, which the add-on loads only when a video is tracked."""
-    from core.evaluation import metrics
-    from core.tracking import overlay, track
+    from au2rig.core.evaluation import metrics
+    from au2rig.core.tracking import overlay, track
 
     return track, metrics, overlay
 

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from core import cli as core_cli
-from core.cli import Command
+from au2rig.core import cli as core_cli
+from au2rig.core.cli import Command
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def _contact_sheet(args) -> int:
     rig = load_rig(args.rig)
     generator = None
     if args.generator:
-        from core.nets.generator import load_generator  # a dev command: torch is there
+        from au2rig.core.nets.generator import load_generator  # a dev command: torch is there
 
         generator, _ = load_generator(args.generator, rig=rig)
     report: dict = {}

@@ -417,8 +417,6 @@ class PairsJob:
     def _start_workers(self) -> None:
         n = min(self.config.workers, len(self.todo))
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self._selector = selectors.DefaultSelector()
         self._logdir = Path(tempfile.mkdtemp(prefix="au2rig-pairs-log-"))
         config = dict(self.config.to_dict(), overwrite=False, workers=1)
@@ -428,9 +426,9 @@ class PairsJob:
             chunks = self.todo[w::n]
             read_fd, write_fd = os.pipe()
             log = open(self._logdir / f"worker{w}.log", "wb")
-            cmd = [sys.executable, "-m", "addon", "_pairs-worker", json.dumps(config),
+            cmd = [sys.executable, "-m", "au2rig.addon", "_pairs-worker", json.dumps(config),
                    ",".join(map(str, chunks)), str(write_fd)]
-            proc = subprocess.Popen(cmd, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, pass_fds=(write_fd,))
             os.close(write_fd)
             reader = os.fdopen(read_fd, "rb", buffering=0)

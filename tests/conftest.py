@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.rig import Camera, Rig, coefficient_names  # noqa: E402 (after pytest.importorskip)
-from core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.rig import Camera, Rig, coefficient_names  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
 
 # name, parent, head, rotation mode, base scale
 SYNTHETIC_BONES = (
@@ -150,8 +150,8 @@ def clean_bpy():
 @pytest.fixture
 def bdfm_arm(clean_bpy):
     """A fresh empty scene holding the built-in rig (BDFM), its armature active."""
-    from addon.rig_builder import build_rig
-    from core.rig import load_rig
+    from au2rig.addon.rig_builder import build_rig
+    from au2rig.core.rig import load_rig
 
     arm_obj, _ = build_rig(load_rig())
     clean_bpy.context.view_layer.objects.active = arm_obj
@@ -161,7 +161,7 @@ def bdfm_arm(clean_bpy):
 @pytest.fixture(scope="session")
 def rig():
     """The built-in rig (BDFM), loaded once."""
-    from core.rig import load_rig
+    from au2rig.core.rig import load_rig
 
     return load_rig()
 
@@ -169,9 +169,9 @@ def rig():
 def render_performance_part(rows: slice, path):
     """Rows ``rows`` of the scripted performance at 15 fps, rendered from the rig into a 640x360
     video at ``path``: a face video that needs no media."""
-    from addon.demo import render_clip
-    from core.animation.performance import Performance, scripted_performance
-    from core.rig import load_rig
+    from au2rig.addon.demo import render_clip
+    from au2rig.core.animation.performance import Performance, scripted_performance
+    from au2rig.core.rig import load_rig
 
     perf = scripted_performance(15)
     part = Performance(perf.times[rows], perf.params[rows], perf.labels[rows], perf.fps)
@@ -191,12 +191,19 @@ def smile_clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def blink_clip(tmp_path_factory):
+    """The rig blinking: open (4 frames), closing, closed (5 frames), opening; 12 frames. Returns
+    ``(video, performance)``."""
+    return render_performance_part(slice(28, 40), tmp_path_factory.mktemp("blink") / "blink.mp4")
+
+
+@pytest.fixture(scope="session")
 def face_gap_clip(smile_clip, tmp_path_factory):
     """The face (12 frames), 12 frames without one (0.8 s, longer than the tracker waits before it
     looks for a face anew), then the face again (8 frames); MJPG at 15 fps."""
     import cv2
 
-    from core.tracking.track import read_frames
+    from au2rig.core.tracking.track import read_frames
 
     frames = [image for _, image in read_frames(smile_clip)]
     path = tmp_path_factory.mktemp("gap") / "face_gap.avi"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from conftest import render_performance_part
 
-from core.rig.layout import LAYOUT
-from core.tracking.actor import ActorProfileError, profile_from_tracking, read_profile, write_profile
-from core.tracking.track import TrackConfig, track_video
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.tracking.actor import ActorProfileError, profile_from_tracking, read_profile, write_profile
+from au2rig.core.tracking.track import TrackConfig, track_video
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_the_command_line_saves_and_uses_a_profile(takes, tmp_path):
     actor = tmp_path / "a.json"
     for args in (["track", str(rests), "-o", str(tmp_path / "r.csv"), "--save-actor", str(actor)],
                  ["track", str(smiles), "-o", str(tmp_path / "s.csv"), "--actor", str(actor)]):
-        r = subprocess.run([sys.executable, "-m", "core", *args, "--quiet"], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "au2rig.core", *args, "--quiet"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     assert json.loads(actor.read_text())["format"] == "au2rig actor profile"
 
@@ -67,3 +67,20 @@ def test_a_bad_profile_is_refused_naming_file_and_field(tmp_path, takes):
     (tmp_path / "junk.json").write_bytes(b"\x9b\xff not json")
     with pytest.raises(ActorProfileError, match="junk.json: not a readable actor profile"):
         track_video(rests, TrackConfig(actor=str(tmp_path / "junk.json")), progress=False)
+
+
+def test_the_neutral_shape_is_the_median_of_the_resting_frames(rig):
+    """One frame with its eyes closed among resting frames does not close the neutral's eyes; the
+    camera's scale and position do not matter."""
+    from au2rig.core.alignment.align import align
+    from au2rig.core.tracking.actor import neutral_shape
+
+    frame = rig.landmarks_2d(LAYOUT.neutral()).reshape(68, 2)
+    blink = frame.copy()
+    blink[[37, 38, 43, 44]] = blink[[41, 40, 47, 46]]  # the upper lids down onto the lower ones
+    frames = np.stack([frame, 2 * frame + 30, frame - 5, blink])  # scaled and moved copies
+    shape = neutral_shape(frames)
+    np.testing.assert_allclose(shape, align(frame)[0], atol=1e-6)
+    assert np.allclose(neutral_shape(frame), align(frame)[0])
+    with pytest.raises(ValueError, match="68 finite landmarks"):
+        neutral_shape(np.full((2, 68, 2), np.nan))

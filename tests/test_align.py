@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.alignment.align import (
+from au2rig.core.alignment.align import (
     align,
     aligned_crop,
     apply_similarity,
@@ -13,8 +13,8 @@ from core.alignment.align import (
     similarity,
     template,
 )
-from core.rig import load_rig
-from core.rig.layout import LAYOUT
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("mediapipe")
 cv2 = pytest.importorskip("cv2")
 
-import addon  # noqa: E402 (after pytest.importorskip)
-from addon import video  # noqa: E402 (after pytest.importorskip)
-from addon.animate import KeyOptions  # noqa: E402 (after pytest.importorskip)
-from addon.bake import action_fcurves  # noqa: E402 (after pytest.importorskip)
-from core.animation.tracking_io import read_tracking  # noqa: E402 (after pytest.importorskip)
-from core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
-from core.tracking.track import TrackConfig  # noqa: E402 (after pytest.importorskip)
+from au2rig import addon  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon import video  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon.animate import KeyOptions  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon.bake import action_fcurves  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.animation.tracking_io import read_tracking  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.tracking.track import TrackConfig  # noqa: E402 (after pytest.importorskip)
 
 POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]
 
@@ -33,7 +33,7 @@ def arm(bdfm_arm):
 @pytest.fixture(scope="module")
 def clip_tracking(rig, smile_clip):
     """The smile clip tracked once, every frame (the reference for the operator's keys)."""
-    from core.tracking.track import track_video
+    from au2rig.core.tracking.track import track_video
 
     return track_video(smile_clip, TrackConfig(), progress=False)
 

@@ -1,7 +1,8 @@
 """The architecture, read from the imports (module level and inside functions) with ``ast``:
 arrows point one way (addon -> core -> rigs; inside core from the layers on top to the rig at
 the bottom), no module imports itself through others, and what the Blender extension ships
-imports no training code and no torch."""
+imports no training code and no torch. The folders install as ``au2rig.core``, ``au2rig.addon`` and
+``au2rig.rigs``; modules are named here by folder (``core.rig.evaluate``)."""
 import ast
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import build_addon
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "addon", "rigs")
+PROJECT = "au2rig"  # the installed package that holds the folders
 # core's subpackages, bottom to top: a module imports its own layer and the layers below
 CORE_LAYERS = ("util", "rig", "alignment", "animation", "tracking", "datasets", "evaluation", "nets", "training")
 # modules of core above every layer: the package itself (it re-exports the layout) and the command line
@@ -32,6 +34,17 @@ def modules() -> dict[str, Path]:
 MODULES = modules()
 
 
+def absolute_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, name) of every absolute import in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.append((node.lineno, node.module))
+    return found
+
+
 def imports(name: str, path: Path) -> set[str]:
     """Every module of the repository (or ``torch``) that ``name`` imports, anywhere in the file."""
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
@@ -47,6 +60,7 @@ def imports(name: str, path: Path) -> set[str]:
         else:
             continue
         for target in targets:
+            target = target.removeprefix(f"{PROJECT}.")
             top = target.split(".")[0]
             if top == "torch":
                 found.add("torch")
@@ -89,6 +103,14 @@ def test_the_import_reader_sees_the_packages():
             "addon.tools.bench", "rigs.bdfm_mesh"} <= set(MODULES)
     assert "core.rig.spec" in GRAPH["core.rig.load"]  # module level, relative
     assert "core.tracking.track" in GRAPH["core.datasets.faces"]  # inside a function
+
+
+def test_the_folders_are_imported_by_their_installed_names_only():
+    """``import core`` would load a second copy of a module beside ``au2rig.core`` (classes that
+    differ, state kept twice) and claims a generic name: every file names the package."""
+    for path in [p for package in PACKAGES + ("tests",) for p in sorted((ROOT / package).rglob("*.py"))]:
+        for line, module in absolute_imports(path):
+            assert module.split(".")[0] not in PACKAGES, f"{path.relative_to(ROOT)}:{line} imports {module}"
 
 
 def test_every_core_module_sits_in_a_layer():

@@ -4,13 +4,13 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import addon  # noqa: E402 (after pytest.importorskip)
-from addon import bake  # noqa: E402 (after pytest.importorskip)
-from addon.animate import apply_tracking  # noqa: E402 (after pytest.importorskip)
-from addon.bake import Curve, action_fcurves, action_groups, bake_action, is_layered  # noqa: E402 (after pytest.importorskip)
-from core.animation.keyframes import CLEANUP_TOLERANCE  # noqa: E402 (after pytest.importorskip)
-from core.animation.tracking_io import Tracking, write_csv  # noqa: E402 (after pytest.importorskip)
-from core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
+from au2rig import addon  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon import bake  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon.animate import apply_tracking  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon.bake import Curve, action_fcurves, action_groups, bake_action, is_layered  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.animation.keyframes import CLEANUP_TOLERANCE  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.animation.tracking_io import Tracking, write_csv  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
 
 POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from conftest import ROOT
 
-from addon.tools.bench import (
+from au2rig.addon.tools.bench import (
     GENERATOR_PT,
     HEADERS,
     ROW_NAMES,
@@ -98,8 +98,9 @@ def test_bar_chart_draws_a_png(tmp_path):
 
 def test_bench_command_tiny_writes_every_row(tmp_path):
     out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "addon", "bench", "--preset", "tiny", "-o", str(out), "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    args = ["bench", "--preset", "tiny", "-o", str(out), "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "au2rig.addon", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     md = (out / "BENCH.md").read_text()
     for name in ROW_NAMES:

@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 
 from conftest import make_synthetic_rig, random_params  # noqa: E402 (after pytest.importorskip)
 
-from addon import rig_builder  # noqa: E402 (after pytest.importorskip)
-from core.rig import load_rig  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon import rig_builder  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.rig import load_rig  # noqa: E402 (after pytest.importorskip)
 
 N_SAMPLES = 5
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import build_addon
-from core.animation.tracking_io import Tracking, write_csv
-from core.rig import load_rig
-from core.rig.layout import LAYOUT
+from au2rig.core.animation.tracking_io import Tracking, write_csv
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """Fitting a clip through the rig gives back the strength a shrinking estimate lost."""
 import numpy as np
 
-from core.rig.layout import LAYOUT
-from core.tracking.clip_fit import fit_clip
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.tracking.clip_fit import fit_clip
 
 
 def _clip(rig, n=12, seed=0):

@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from core.datasets import pairs
+from au2rig.core.datasets import pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def au2rig(*args, timeout=600, **kw):
-    return subprocess.run([sys.executable, "-m", "addon", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "au2rig.addon", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, timeout=timeout, **kw)
 
 
@@ -38,8 +38,8 @@ def test_a_killed_two_worker_render_resumes_and_verifies(tmp_path):
     are being written: nothing runs clean-up. Run again: it resumes, and verify finds no problem."""
     out = tmp_path / "pairs"
     args = ["render-pairs", out, "--count", 96, "--size", 32, "--workers", 2, "--chunk-size", 4]
-    proc = subprocess.Popen([sys.executable, "-m", "addon", *map(str, args)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "au2rig.addon", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:

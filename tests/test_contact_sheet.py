@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import torch
 
-from addon.contact_sheet import render_contact_sheet, sheet_entries, tile_groups
-from core.nets.generator import GeneratorConfig, build_generator
+from au2rig.addon.contact_sheet import render_contact_sheet, sheet_entries, tile_groups
+from au2rig.core.nets.generator import GeneratorConfig, build_generator
 
 
 def test_sheet_with_a_generator_shows_render_beside_g_and_scores_each_group(tmp_path, rig):
@@ -33,7 +33,7 @@ def test_recognition_counts_a_perfect_generator_and_catches_a_confused_one(rig):
     """A G that draws every tile as the renderer does is recognised on every tile; one that draws
     each tile as its neighbour in the group is recognised on none of them; one that draws the
     neutral face everywhere is recognised on none."""
-    from addon.contact_sheet import recognition
+    from au2rig.addon.contact_sheet import recognition
 
     entries = sheet_entries(rig)
     rng = np.random.default_rng(0)

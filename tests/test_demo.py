@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from addon import contact_sheet
-from addon.demo import beat_frames, key_performance, save_blend_atomically
-from core.animation.performance import scripted_performance
-from core.rig import load_rig
-from core.rig.layout import LAYOUT
+from au2rig.addon import contact_sheet
+from au2rig.addon.demo import beat_frames, key_performance, save_blend_atomically
+from au2rig.core.animation.performance import scripted_performance
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def test_blend_is_written_atomically(keyed, tmp_path):
 def test_a_rendered_clip_of_the_rig_is_tracked(tmp_path):
     """End to end on the embedded default's kind of input: render part of the script (neutral
     into the smile), track it with the shipped model, find the smile."""
-    from addon.demo import render_clip, track_clip
-    from core.animation.performance import Performance
+    from au2rig.addon.demo import render_clip, track_clip
+    from au2rig.core.animation.performance import Performance
 
     perf = scripted_performance(15)
     keep = slice(0, 24)  # 1.6 s: neutral, then the smile
@@ -61,7 +61,7 @@ def test_a_rendered_clip_of_the_rig_is_tracked(tmp_path):
 
 def test_synthetic_recovery_runs_end_to_end(tmp_path):
     """Render one short held-out actor, track it, score it beside the exact landmarks."""
-    from addon.tools.recovery import format_recovery, run_recovery
+    from au2rig.addon.tools.recovery import format_recovery, run_recovery
 
     result = run_recovery(tmp_path, actors=1, cycles_actors=0, seconds=1.8, fps=10, progress=False)
     r = result["workbench"]
@@ -77,7 +77,7 @@ def test_the_demo_command_as_make_demo_runs_it(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "addon", "demo", "-o", str(tmp_path), "--size", "96"],
+    r = subprocess.run([sys.executable, "-m", "au2rig.addon", "demo", "-o", str(tmp_path), "--size", "96"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("demo.blend", "demo_strip.png", "demo_clip.mp4", "demo_tracking.csv", "demo_tracking.json",

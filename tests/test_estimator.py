@@ -6,13 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from core.evaluation.metrics import au_report, format_report
-from core.nets.landmark_net import NetworkConfig, build_network
-from core.rig import load_rig
-from core.rig.layout import LAYOUT
-from core.tracking.estimator import DEFAULT_ONNX, OnnxEstimator
-from core.training.adapt import adapt, reprojection_error
-from core.training.train_landmarks import TrainConfig, export_onnx, heldout_set, load_checkpoint, predict_torch, train
+from au2rig.core.evaluation.metrics import au_report, format_report
+from au2rig.core.nets.landmark_net import NetworkConfig, build_network
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.tracking.estimator import DEFAULT_ONNX, OnnxEstimator
+from au2rig.core.training.adapt import adapt, reprojection_error
+from au2rig.core.training.train_landmarks import (
+    TrainConfig,
+    export_onnx,
+    heldout_set,
+    load_checkpoint,
+    predict_torch,
+    train,
+)
 
 TINY = TrainConfig(samples=512, steps=12, batch=32, validate_every=6, checkpoint_every=4,
                    network=NetworkConfig(hidden=32, layers=2))

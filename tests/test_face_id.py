@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.nets.face_id import (
+from au2rig.core.nets.face_id import (
     DlibFormatError,
     EmbedderUnavailable,
     FaceEmbedder,
@@ -175,7 +175,7 @@ def video_chips():
 
 @needs_dlib_weights
 def test_dlib_file_parses_to_the_known_network(dlib_net):
-    from core.nets.face_id import dlib_model_path
+    from au2rig.core.nets.face_id import dlib_model_path
 
     net = parse_dlib_net(dlib_model_path())
     assert net.loss["kind"] == "loss_metric_2" and abs(net.loss["distance_threshold"] - 0.6) < 1e-6
@@ -189,7 +189,7 @@ def test_dlib_file_parses_to_the_known_network(dlib_net):
 
 @needs_dlib_weights
 def test_dlib_reader_names_the_file_on_a_truncated_copy(tmp_path):
-    from core.nets.face_id import dlib_model_path
+    from au2rig.core.nets.face_id import dlib_model_path
 
     bad = tmp_path / "cut.dat"
     bad.write_bytes(dlib_model_path().read_bytes()[:5000])
@@ -255,7 +255,7 @@ def test_dlib_distances_on_real_faces(dlib_net, video_chips):
 @needs_dlib_weights
 def test_dlib_port_matches_dlib(dlib_net, video_chips):
     dlib = pytest.importorskip("dlib")
-    from core.nets.face_id import dlib_model_path
+    from au2rig.core.nets.face_id import dlib_model_path
 
     rec = dlib.face_recognition_model_v1(str(dlib_model_path()))
     rng = np.random.default_rng(0)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.datasets.labels import CLASS_INDEX, CLASSES, colorize, landmark_mask, rig_mask_to_classes
-from core.nets.face_parser import (
+from au2rig.core.datasets.labels import CLASS_INDEX, CLASSES, colorize, landmark_mask, rig_mask_to_classes
+from au2rig.core.nets.face_parser import (
     REGIONS,
     FaceParser,
     ParserFeatures,

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from core.alignment import crops
-from core.alignment.align import apply_similarity, five_points, roll_degrees, template
-from core.alignment.crops import CROP_SIZE, EYE_DISTANCE
-from core.datasets import faces, pairs
-from core.datasets.faces import FaceCrops
-from core.datasets.labels import CLASS_INDEX, landmark_mask, rig_mask_to_classes
-from core.rig import load_rig
-from core.rig.layout import LAYOUT
-from core.training.chain import warp_to_crop
+from au2rig.core.alignment import crops
+from au2rig.core.alignment.align import apply_similarity, five_points, roll_degrees, template
+from au2rig.core.alignment.crops import CROP_SIZE, EYE_DISTANCE
+from au2rig.core.datasets import faces, pairs
+from au2rig.core.datasets.faces import FaceCrops
+from au2rig.core.datasets.labels import CLASS_INDEX, landmark_mask, rig_mask_to_classes
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.training.chain import warp_to_crop
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -37,7 +37,7 @@ def _params(n, seed, roll=15.0, yaw=20.0, pitch=10.0):
 
 def _face_image(landmarks, shape, seed=0):
     """An RGB picture drawn from 68 landmarks: labels painted, plus texture so edges are smooth."""
-    from core.datasets.labels import colorize
+    from au2rig.core.datasets.labels import colorize
 
     rng = np.random.default_rng(seed)
     img = colorize(landmark_mask(landmarks, shape)).astype(np.float32)
@@ -292,7 +292,7 @@ def test_crops_from_a_pairs_dataset(tmp_path, rig):
 def pairs128(tmp_path_factory):
     """A small pairs dataset rendered by Blender at 128 px with masks (half of it validation)."""
     pytest.importorskip("bpy")
-    from addon.rig_render import RenderConfig, render_pairs
+    from au2rig.addon.rig_render import RenderConfig, render_pairs
 
     folder = tmp_path_factory.mktemp("pairs") / "pairs128"
     render_pairs(RenderConfig(output=str(folder), count=16, size=128, masks=True, chunk_size=8, workers=1,
@@ -313,7 +313,7 @@ def test_crops_from_real_renders_with_detection(pairs128):
 def test_command_line(tmp_path):
     if not MEDIA.is_dir():
         pytest.skip(f"no real media at {MEDIA} (kept beside the project, not in it)")
-    from core.__main__ import main
+    from au2rig.core.__main__ import main
 
     out = tmp_path / "out.npz"
     assert main(["faces", str(MEDIA / "single_face.jpg"), "-o", str(out), "--size", "64", "--quiet"]) == 0

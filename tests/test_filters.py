@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.animation.filters import OneEuroFilter, apply_gain, calibrate, gain_channels, neutral_baseline, smooth
-from core.rig.layout import LAYOUT
+from au2rig.core.animation.filters import OneEuroFilter, apply_gain, calibrate, gain_channels, neutral_baseline, smooth
+from au2rig.core.rig.layout import LAYOUT
 
 FPS = 30.0
 I = LAYOUT.index

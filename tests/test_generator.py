@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.nets.generator import (
+from au2rig.core.nets.generator import (
     GeneratorConfig,
     build_generator,
     check_meta,
@@ -14,7 +14,7 @@ from core.nets.generator import (
     generator_meta,
     landmark_maps,
 )
-from core.nets.perceptual import (
+from au2rig.core.nets.perceptual import (
     ImageLoss,
     VGG16Features,
     VGGWeightsError,
@@ -23,7 +23,7 @@ from core.nets.perceptual import (
     perceptual_loss,
     ssim,
 )
-from core.rig.layout import LAYOUT
+from au2rig.core.rig.layout import LAYOUT
 
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
@@ -83,7 +83,7 @@ def test_landmark_maps_peak_at_the_points():
 def test_landmark_maps_follow_the_rig_and_pass_gradients():
     """The maps are drawn at the rig's own projected landmarks, and with the 1x1 code cut off,
     the gradient of G's image still reaches the jaw drop, through the maps alone."""
-    from core.rig import load_rig
+    from au2rig.core.rig import load_rig
 
     rig = load_rig()
     torch.manual_seed(0)

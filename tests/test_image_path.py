@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.datasets.faces import FaceCrops
-from core.nets.face_parser import FaceParser, save_face_parser
-from core.nets.generator import GeneratorConfig, build_generator, save_generator
-from core.nets.regressor import Regressor, RegressorConfig, region_channels, squash, unsquash
-from core.rig.layout import LAYOUT
-from core.training.chain import LossWeights, Objective, RenderChain, with_base_au, with_base_identity
+from au2rig.core.datasets.faces import FaceCrops
+from au2rig.core.nets.face_parser import FaceParser, save_face_parser
+from au2rig.core.nets.generator import GeneratorConfig, build_generator, save_generator
+from au2rig.core.nets.regressor import Regressor, RegressorConfig, region_channels, squash, unsquash
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.training.chain import LossWeights, Objective, RenderChain, with_base_au, with_base_identity
 
 SIZE = 64
 
@@ -49,7 +49,7 @@ def chain(nets, rig):
 
 
 def dlib_embedder():
-    from core.nets.face_id import EmbedderUnavailable, open_face_embedder
+    from au2rig.core.nets.face_id import EmbedderUnavailable, open_face_embedder
 
     try:
         return open_face_embedder("dlib")
@@ -172,7 +172,7 @@ def test_each_term_alone_drives_gradients(chain):
 
 
 def _train(nets, tmp, crops, name, steps, stop_after=None, **kw):
-    from core.training.train_regressor import RegressorTrainConfig, train_regressor
+    from au2rig.core.training.train_regressor import RegressorTrainConfig, train_regressor
 
     cfg = RegressorTrainConfig(regressor=RegressorConfig(crop_size=SIZE, width=16, hidden=32),
                                weights=LossWeights(identity=0.0), steps=steps, batch=4, validate_every=4,
@@ -182,7 +182,7 @@ def _train(nets, tmp, crops, name, steps, stop_after=None, **kw):
 
 
 def test_training_changes_only_r_and_resumes_exactly(nets, chain, tmp_path):
-    from core.training.train_regressor import read_regressor_checkpoint
+    from au2rig.core.training.train_regressor import read_regressor_checkpoint
 
     crops = tmp_path / "crops.npz"
     crops_file(chain, crops, n=8)
@@ -200,8 +200,8 @@ def test_training_changes_only_r_and_resumes_exactly(nets, chain, tmp_path):
     # R learned; the frozen networks on disk and in memory did not move
     torch.manual_seed(0)
     assert any(not torch.equal(v, half["model"][k]) for k, v in full["model"].items())
-    from core.nets.face_parser import load_face_parser
-    from core.nets.generator import load_generator
+    from au2rig.core.nets.face_parser import load_face_parser
+    from au2rig.core.nets.generator import load_generator
 
     g2, _ = load_generator(nets["g_path"])
     assert all(torch.equal(v, g2.state_dict()[k]) for k, v in g_before.items())
@@ -219,7 +219,7 @@ def test_training_refuses_other_configuration(nets, chain, tmp_path):
     with pytest.raises(ValueError, match="lr"):
         _train(nets, tmp_path, crops, "run", steps=2, lr=1e-2)
     with pytest.raises(ValueError, match="not an au2rig regressor checkpoint"):
-        from core.training.train_regressor import read_regressor_checkpoint
+        from au2rig.core.training.train_regressor import read_regressor_checkpoint
 
         read_regressor_checkpoint(nets["g_path"])
 
@@ -231,7 +231,7 @@ def test_identity_weight_without_embedder_is_refused(chain):
 
 
 def test_genet_fit_lowers_content_loss(chain):
-    from core.training.genet import FitConfig, fit
+    from au2rig.core.training.genet import FitConfig, fit
 
     target = random_params(2, seed=11)
     with torch.no_grad():
@@ -242,8 +242,8 @@ def test_genet_fit_lowers_content_loss(chain):
 
 
 def test_onnx_export_matches_torch_and_tracker_estimator(nets, chain, tmp_path):
-    from core.tracking.estimator import OnnxImageEstimator
-    from core.training.image_estimator import export_image_estimator
+    from au2rig.core.tracking.estimator import OnnxImageEstimator
+    from au2rig.core.training.image_estimator import export_image_estimator
 
     torch.manual_seed(3)
     r = Regressor(region_channels(chain.parser), RegressorConfig(crop_size=SIZE)).eval()
@@ -264,7 +264,7 @@ def test_onnx_export_matches_torch_and_tracker_estimator(nets, chain, tmp_path):
 
 
 def test_image_model_refused_where_a_landmark_model_is_expected(tmp_path):
-    from core.tracking.estimator import DEFAULT_ONNX, OnnxImageEstimator
+    from au2rig.core.tracking.estimator import DEFAULT_ONNX, OnnxImageEstimator
 
     with pytest.raises(ValueError, match="not an image-path model"):
         OnnxImageEstimator(DEFAULT_ONNX)
@@ -273,8 +273,8 @@ def test_image_model_refused_where_a_landmark_model_is_expected(tmp_path):
 def test_tracker_runs_an_image_model(nets, chain, tmp_path):
     from pathlib import Path
 
-    from core.tracking.track import TrackConfig, model_kind, track_video
-    from core.training.image_estimator import export_image_estimator
+    from au2rig.core.tracking.track import TrackConfig, model_kind, track_video
+    from au2rig.core.training.image_estimator import export_image_estimator
 
     video = Path(__file__).resolve().parents[2] / "shared" / "media" / "single_face.mp4"
     if not video.is_file():
@@ -295,7 +295,7 @@ def test_tracker_runs_an_image_model(nets, chain, tmp_path):
 def test_unlabeled_videos_are_detected_aligned_and_cached(tmp_path):
     from pathlib import Path
 
-    from core.training.train_regressor import load_crops
+    from au2rig.core.training.train_regressor import load_crops
 
     video = Path(__file__).resolve().parents[2] / "shared" / "media" / "single_face.mp4"
     if not video.is_file():
@@ -311,8 +311,8 @@ def test_unlabeled_videos_are_detected_aligned_and_cached(tmp_path):
 
 
 def test_command_line_eval_image_and_fit(nets, chain, tmp_path, capsys):
-    from core.__main__ import main
-    from core.training.image_estimator import export_image_estimator
+    from au2rig.core.__main__ import main
+    from au2rig.core.training.image_estimator import export_image_estimator
 
     crops = tmp_path / "crops.npz"
     crops_file(chain, crops, n=8)
@@ -334,8 +334,8 @@ def test_command_line_eval_image_and_fit(nets, chain, tmp_path, capsys):
 def test_tracker_refuses_a_generator_model(nets, tmp_path):
     from pathlib import Path
 
-    from core.tracking.track import TrackConfig, track_video
-    from core.training.train_generator import export_generator_onnx
+    from au2rig.core.tracking.track import TrackConfig, track_video
+    from au2rig.core.training.train_generator import export_generator_onnx
 
     video = Path(__file__).resolve().parents[2] / "shared" / "media" / "single_face.mp4"
     if not video.is_file():

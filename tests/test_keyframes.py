@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core.animation.keyframes import (
+from au2rig.core.animation.keyframes import (
     CHANNEL_SETS,
     frame_map,
     parse_gains,
@@ -11,8 +11,8 @@ from core.animation.keyframes import (
     scene_fps,
     select_channels,
 )
-from core.animation.tracking_io import Tracking
-from core.rig.layout import LAYOUT
+from au2rig.core.animation.tracking_io import Tracking
+from au2rig.core.rig.layout import LAYOUT
 
 
 def test_frame_map_is_relative_to_the_first_row_and_divided_by_the_step():

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.rig.layout import LAYOUT
-from core.tracking.landmarks import (
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.tracking.landmarks import (
     BACKENDS,
     BackendUnavailable,
     Face,
@@ -118,9 +118,9 @@ def test_rejects_non_images(mediapipe_static):
 def rig_render(tmp_path_factory):
     """A render of the performer's face (not in the map's training set), its params and size."""
     pytest.importorskip("bpy")
-    from addon.contact_sheet import render_tile, setup_scene
-    from core.animation.performance import performer_identity
-    from core.rig import load_rig
+    from au2rig.addon.contact_sheet import render_tile, setup_scene
+    from au2rig.core.animation.performance import performer_identity
+    from au2rig.core.rig import load_rig
 
     rig = load_rig()
     size = 256
@@ -236,7 +236,7 @@ def _write_fan_weights(folder: Path):
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models import FAN
 
-    from core.tracking.landmarks import fan_weight_files
+    from au2rig.core.tracking.landmarks import fan_weight_files
 
     gen = torch.Generator().manual_seed(0)
 
@@ -318,7 +318,7 @@ def test_landmark_wire_format_matches_attributes():
     pytest.importorskip("mediapipe")
     from mediapipe.framework.formats import landmark_pb2
 
-    from core.tracking.landmarks import _landmark_xy
+    from au2rig.core.tracking.landmarks import _landmark_xy
 
     rng = np.random.default_rng(1)
     lms = landmark_pb2.NormalizedLandmarkList()

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core.rig.layout import FACS_SCALE, LAYOUT
+from au2rig.core.rig.layout import FACS_SCALE, LAYOUT
 
 DISFA = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 BP4D = (6, 10, 12, 14, 17)

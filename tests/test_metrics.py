@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.evaluation.metrics import au_report, change_match, format_report, icc31, mae, pearson
-from core.rig.layout import FACS_SCALE, LAYOUT
+from au2rig.core.evaluation.metrics import au_report, change_match, format_report, icc31, mae, pearson
+from au2rig.core.rig.layout import FACS_SCALE, LAYOUT
 
 
 def test_icc31_hand_computed_5x2():

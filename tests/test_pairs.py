@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import make_synthetic_rig, random_params
 
-from core.datasets import pairs
-from core.rig import LOD_FACTORS, auto_lod, load_rig, lod_of
-from core.rig.layout import LAYOUT
-from core.rig.skinning import Skinning
-from core.util import atomic
+from au2rig.core.datasets import pairs
+from au2rig.core.rig import LOD_FACTORS, auto_lod, load_rig, lod_of
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.rig.skinning import Skinning
+from au2rig.core.util import atomic
 
 AU = LAYOUT.group_slice("au")
 BROW = LAYOUT.group_slice("brow_style")

@@ -1,8 +1,8 @@
 """The embedded scripted performance: deterministic, in range, reaches every beat, smooth."""
 import numpy as np
 
-from core.animation.performance import BEATS, scripted_performance
-from core.rig.layout import LAYOUT
+from au2rig.core.animation.performance import BEATS, scripted_performance
+from au2rig.core.rig.layout import LAYOUT
 
 
 def test_performance_is_deterministic_in_range_and_smooth():
@@ -27,8 +27,8 @@ def test_every_beat_is_reached_and_held():
 
 
 def test_random_performance_is_a_held_out_actor():
-    from core.animation.performance import random_performance
-    from core.rig.layout import OPPOSED
+    from au2rig.core.animation.performance import random_performance
+    from au2rig.core.rig.layout import OPPOSED
 
     a, b = random_performance(1, seconds=3.0, fps=10), random_performance(1, seconds=3.0, fps=10)
     assert np.array_equal(a.params, b.params)  # deterministic for the seed

@@ -2,8 +2,8 @@
 import cv2
 import numpy as np
 
-from addon.preview import render_preview
-from core.tracking.track import TrackConfig, read_frames, track_video
+from au2rig.addon.preview import render_preview
+from au2rig.core.tracking.track import TrackConfig, read_frames, track_video
 
 
 def _frames(path):

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from core.evaluation.metrics import au_report, icc31, mae, pearson
-from core.evaluation.protocols import (
+from au2rig.core.evaluation.metrics import au_report, icc31, mae, pearson
+from au2rig.core.evaluation.protocols import (
     BP4D_AUS,
     BP4D_DEVELOPMENT,
     BP4D_TRAIN,
@@ -27,7 +27,7 @@ from core.evaluation.protocols import (
     read_fold_file,
     read_label_file,
 )
-from core.rig.layout import LAYOUT
+from au2rig.core.rig.layout import LAYOUT
 
 
 # --- fabricating datasets ---------------------------------------------------------------------

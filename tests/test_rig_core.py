@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.rig import load_rig
-from core.rig.layout import LAYOUT
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
 
 BROW_AUS = ("AU01_L", "AU01_R", "AU02_L", "AU02_R", "AU04")
 EYE_AUS = ("AU05", "AU07", "AU43_L", "AU43_R")
@@ -172,10 +172,10 @@ def test_landmarks_project_inside_the_image_on_the_face(rig):
 def test_rig_identity_is_the_hash_of_its_inputs(rig):
     """The identity is recomputed here from the spec and sources alone (no array is involved);
     tests/test_rig_identity.py checks it across CPU and thread settings."""
-    from core.rig import DEFAULT_RIG, LOD_FACTORS
-    from core.rig import spec as rigspec
-    from core.rig.identity import rig_identity, source_text
-    from rigs import bdfm_mesh
+    from au2rig.core.rig import DEFAULT_RIG, LOD_FACTORS
+    from au2rig.core.rig import spec as rigspec
+    from au2rig.core.rig.identity import rig_identity, source_text
+    from au2rig.rigs import bdfm_mesh
 
     sources = {"rigs/bdfm_mesh.py": source_text(bdfm_mesh.__file__), "core/rigspec.py": source_text(rigspec.__file__)}
     spec = rigspec.read_spec(DEFAULT_RIG)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.rig import load_rig
-from core.rig.identity import FINGERPRINT_TOL, RigMismatchError, check_rig, legacy_hash, stamp
-from core.rig.layout import LAYOUT
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.identity import FINGERPRINT_TOL, RigMismatchError, check_rig, legacy_hash, stamp
+from au2rig.core.rig.layout import LAYOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_SETTINGS = {
@@ -28,8 +28,8 @@ SETTINGS = [(cpu, threads) for cpu in CPU_SETTINGS for threads in (1, 2)]
 
 PROBE = """
 import json
-from core.rig import load_rig
-from core.rig.identity import legacy_hash
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.identity import legacy_hash
 rig, lod = load_rig(), load_rig(lod=1)
 print(json.dumps({"identity": rig.identity, "lod1": lod.identity, "legacy": legacy_hash(rig),
                   "fingerprint": rig.fingerprint}))
@@ -81,7 +81,7 @@ def test_the_old_raw_bytes_hash_does_depend_on_the_setting(probes):
 @pytest.mark.parametrize("cpu,threads", SETTINGS)
 def test_track_loads_the_shipped_model_under_the_setting(cpu, threads, short_clip, tmp_path):
     out = tmp_path / "t.csv"
-    r = _run(["-m", "core", "track", str(short_clip), "-o", str(out), "--quiet"], _env(cpu, threads))
+    r = _run(["-m", "au2rig.core", "track", str(short_clip), "-o", str(out), "--quiet"], _env(cpu, threads))
     assert r.returncode == 0, r.stderr[-2000:]
     for suffix in (".csv", ".json", ".npz"):
         assert out.with_suffix(suffix).stat().st_size > 0
@@ -98,8 +98,8 @@ EDITS = {
 }
 
 REFUSE = """
-from core.rig import load_rig
-from core.tracking.estimator import OnnxEstimator
+from au2rig.core.rig import load_rig
+from au2rig.core.tracking.estimator import OnnxEstimator
 rig = load_rig()
 print(rig.identity)
 try:
@@ -107,6 +107,13 @@ try:
 except ValueError as e:
     print(e)
 """
+
+
+def _copy_project(root):
+    """core and rigs as the package au2rig under ``root``, which PYTHONPATH puts before the
+    checkout's editable install."""
+    for folder in ("core", "rigs"):
+        shutil.copytree(ROOT / folder, root / "au2rig" / folder, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +125,11 @@ def copy_root(tmp_path_factory):
 @pytest.mark.parametrize("what", EDITS)
 def test_each_input_changes_the_identity_and_the_model_is_refused(what, copy_root, rig):
     root = copy_root / what.replace(" ", "_").replace("'", "")
-    for folder in ("core", "rigs"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    _copy_project(root)
     path, old, new = EDITS[what]
-    text = (root / path).read_text()
+    text = (root / "au2rig" / path).read_text()
     assert text.count(old) >= 1, (path, old)
-    (root / path).write_text(text.replace(old, new, 1))
+    (root / "au2rig" / path).write_text(text.replace(old, new, 1))
     r = _run(["-c", REFUSE], dict(os.environ, PYTHONPATH=str(root)), cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     identity, *message = r.stdout.strip().splitlines()
@@ -135,10 +141,9 @@ def test_each_input_changes_the_identity_and_the_model_is_refused(what, copy_roo
 
 def test_an_unedited_copy_keeps_the_identity(copy_root, rig):
     root = copy_root / "unedited"
-    for folder in ("core", "rigs"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    text = (root / "rigs/bdfm_mesh.py").read_bytes()
-    (root / "rigs/bdfm_mesh.py").write_bytes(text.replace(b"\n", b"\r\n"))  # a Windows checkout
+    _copy_project(root)
+    text = (root / "au2rig/rigs/bdfm_mesh.py").read_bytes()
+    (root / "au2rig/rigs/bdfm_mesh.py").write_bytes(text.replace(b"\n", b"\r\n"))  # a Windows checkout
     r = _run(["-c", REFUSE], dict(os.environ, PYTHONPATH=str(root)), cwd=root)
     assert r.returncode == 0 and r.stdout.strip() == rig.identity, r.stdout + r.stderr[-2000:]
 
@@ -162,8 +167,8 @@ def test_a_stamp_with_a_fingerprint_off_by_more_than_the_tolerance_is_refused(ri
 def test_restamp_renews_a_legacy_stamp_of_this_rig_and_refuses_another(rig, synthetic_rig, tmp_path):
     import torch
 
-    from core.training.restamp import restamp
-    from core.training.train_landmarks import load_checkpoint
+    from au2rig.core.training.restamp import restamp
+    from au2rig.core.training.train_landmarks import load_checkpoint
 
     ckpt = torch.load(ROOT / "core/models/landmarks.pt", map_location="cpu", weights_only=True)
     legacy = {k: v for k, v in ckpt.items() if k not in ("rig_identity", "rig_fingerprint")}
@@ -195,9 +200,9 @@ def test_restamp_command_on_an_onnx_model(rig, tmp_path):
         e = model.metadata_props.add()
         e.key, e.value = key, json.dumps(value)
     onnx.save(model, str(path))
-    r = _run(["-m", "core", "restamp", str(path)], dict(os.environ))
+    r = _run(["-m", "au2rig.core", "restamp", str(path)], dict(os.environ))
     assert r.returncode == 0 and rig.identity in r.stdout, r.stderr
-    from core.tracking.estimator import OnnxEstimator
+    from au2rig.core.tracking.estimator import OnnxEstimator
 
     assert OnnxEstimator(path).meta["rig_identity"] == rig.identity
     assert len(OnnxEstimator(path).meta["rig_fingerprint"]) == len(rig.fingerprint)

@@ -12,15 +12,15 @@ bpy = pytest.importorskip("bpy")
 
 from conftest import make_synthetic_rig  # noqa: E402 (after pytest.importorskip)
 
-from addon import (  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon import (  # noqa: E402 (after pytest.importorskip)
     contact_sheet,
     rig_builder,
     rig_render,  # noqa: E402 (after pytest.importorskip)
 )
-from addon.rig_render import Cancelled, RenderConfig, render_pairs  # noqa: E402 (after pytest.importorskip)
-from core.datasets import pairs  # noqa: E402 (after pytest.importorskip)
-from core.rig import auto_lod, load_rig  # noqa: E402 (after pytest.importorskip)
-from core.util import atomic  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon.rig_render import Cancelled, RenderConfig, render_pairs  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.datasets import pairs  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.rig import auto_lod, load_rig  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.util import atomic  # noqa: E402 (after pytest.importorskip)
 
 N, SIZE = 16, 64
 
@@ -269,7 +269,7 @@ def test_cycles_renders_a_tiny_dataset(rig, tmp_path):
 
 
 def test_operator_runs_headless(rig, tmp_path):
-    import addon
+    from au2rig import addon
 
     addon.register()
     try:

@@ -3,9 +3,9 @@ import re
 
 import pytest
 
-from core.rig import DEFAULT_RIG, RigSpecError
-from core.rig.layout import LAYOUT
-from core.rig.spec import build_rig
+from au2rig.core.rig import DEFAULT_RIG, RigSpecError
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.rig.spec import build_rig
 
 SPEC = DEFAULT_RIG.read_text()
 

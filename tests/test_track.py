@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.animation.tracking_io import read_tracking
-from core.rig.layout import LAYOUT
-from core.tracking.overlay import facs_values
-from core.tracking.track import TrackConfig, VideoError, track_video, write_outputs
+from au2rig.core.animation.tracking_io import read_tracking
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.tracking.overlay import facs_values
+from au2rig.core.tracking.track import TrackConfig, VideoError, reference_rows, track_video, write_outputs
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -23,6 +23,43 @@ def media(name: str) -> Path:
 def au(tracking, code: int) -> np.ndarray:
     codes, values = facs_values(tracking.params)
     return values[:, codes.index(code)]
+
+
+def test_the_neutral_is_made_of_the_most_relaxed_frontal_frames():
+    """Auto: among the 10% of frames with the least AU activation, the more frontal half, most
+    frontal first; a named frame alone; a named frame without a face is refused."""
+    n = 40
+    raw = LAYOUT.neutral(n)
+    au = LAYOUT.group_slice("au")
+    raw[:, au] = 0.5
+    relaxed = [5, 11, 23, 31]  # 10% of 40
+    raw[relaxed, au] = [[0.10], [0.05], [0.20], [0.15]]
+    raw[relaxed, 0] = [12.0, -3.0, 1.0, -20.0]  # yaw
+    valid, frames = np.ones(n, bool), np.arange(100, 100 + n)
+    assert list(reference_rows(raw, valid, "auto", frames)) == [23, 11]
+    assert list(reference_rows(raw, valid, 107, frames)) == [7]
+    assert reference_rows(raw, valid, None, frames) is None
+    valid[7] = False
+    with pytest.raises(ValueError, match="neutral frame 107 has no face"):
+        reference_rows(raw, valid, 107, frames)
+
+
+def test_a_closed_eye_closes_the_characters_eye(blink_clip):
+    """The eyes come from MediaPipe's attention mesh, whose lids close (the plain mesh's lids stay
+    near open: on the rig's renders its eye opening falls by a quarter in a full blink)."""
+    video, performance = blink_clip
+    truth = performance.params[:, LAYOUT.names.index("AU43_L")]
+    closed, open_ = truth > 0.9, truth == 0
+    assert closed.sum() >= 4 and open_.sum() >= 4
+    seen = {}
+    for lids in (True, False):
+        tracking = track_video(video, TrackConfig(lids=lids), progress=False)
+        assert tracking.success.all()
+        eyes = tracking.params[:, [LAYOUT.names.index("AU43_L"), LAYOUT.names.index("AU43_R")]].mean(1)
+        seen[lids] = eyes
+        assert eyes[open_].max() < 0.1, (lids, eyes)
+    assert seen[True][closed].min() > 0.35, seen[True]
+    assert seen[True][closed].mean() > 4 * seen[False][closed].mean(), seen
 
 
 def test_a_face_that_leaves_and_comes_back(face_gap_clip, tmp_path):
@@ -99,7 +136,7 @@ def test_a_truncated_video_keeps_the_frames_it_has(tmp_path):
     writer.release()
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
-    from core.tracking.track import ShortVideoWarning
+    from au2rig.core.tracking.track import ShortVideoWarning
 
     with pytest.warns(ShortVideoWarning, match="short.avi"):
         tracking = track_video(path, TrackConfig(smoothing=0.0), progress=False)
@@ -112,7 +149,7 @@ def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, smile_cli
 
     video = smile_clip
     out = tmp_path / "res" / "clip.csv"
-    run = subprocess.run([sys.executable, "-m", "core", "track", str(video), "-o", str(out), "--quiet",
+    run = subprocess.run([sys.executable, "-m", "au2rig.core", "track", str(video), "-o", str(out), "--quiet",
                           "--overlay", str(tmp_path / "strip.png"), "--curves", str(tmp_path / "curves.png"),
                           "--gain", "AU12=1.5", "--smoothing", "0.5", "--max-frames", "20"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
@@ -125,7 +162,7 @@ def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, smile_cli
     assert tracking.meta["config"]["gains"] == {"AU12": 1.5} and tracking.meta["config"]["smoothing"] == 0.5
     bad = tmp_path / "notavideo.mp4"
     bad.write_text("hello")
-    run = subprocess.run([sys.executable, "-m", "core", "track", str(bad), "-o", str(tmp_path / "x.csv")],
+    run = subprocess.run([sys.executable, "-m", "au2rig.core", "track", str(bad), "-o", str(tmp_path / "x.csv")],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 1 and "notavideo.mp4" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "x.csv").exists()
@@ -134,7 +171,7 @@ def test_command_line_writes_the_files_and_names_a_bad_video(tmp_path, smile_cli
 def test_with_two_faces_the_larger_one_is_followed(tmp_path, smile_clip):
     import cv2
 
-    from core.tracking.track import read_frames
+    from au2rig.core.tracking.track import read_frames
 
     path = tmp_path / "two.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))

@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from core.animation import tracking_io
-from core.animation.tracking_io import (
+from au2rig.core.animation import tracking_io
+from au2rig.core.animation.tracking_io import (
     Tracking,
     csv_columns,
     pose_from_openface,
@@ -20,7 +20,7 @@ from core.animation.tracking_io import (
     write_json,
     write_npz,
 )
-from core.rig.layout import FACS_SCALE, LAYOUT
+from au2rig.core.rig.layout import FACS_SCALE, LAYOUT
 
 I = LAYOUT.index
 WRITERS = {".csv": write_csv, ".json": write_json, ".npz": write_npz}

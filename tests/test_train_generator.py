@@ -11,12 +11,17 @@ import torch
 
 pytest.importorskip("bpy")
 
-from addon.rig_render import RenderConfig, render_pairs  # noqa: E402 (after pytest.importorskip)
-from core.nets.generator import (
+from au2rig.addon.rig_render import RenderConfig, render_pairs  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.nets.generator import (
     GeneratorConfig,  # noqa: E402 (after pytest.importorskip)
     load_generator,  # noqa: E402 (after pytest.importorskip)
 )
-from core.training.train_generator import GeneratorTrainConfig, check_dataset, export_generator_onnx, train_generator  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.training.train_generator import (  # noqa: E402 (after pytest.importorskip)
+    GeneratorTrainConfig,
+    check_dataset,
+    export_generator_onnx,
+    train_generator,
+)
 
 N, SIZE = 24, 64
 SMALL = GeneratorConfig(resolution=64, base_width=4, max_width=64)
@@ -112,8 +117,8 @@ def test_export_matches_onnx_runtime(full_run, tmp_path, rig, synthetic_rig):
 
 
 def test_weights_only_file_in_half_precision_loads_back(tmp_path, rig, synthetic_rig):
-    from core.nets.generator import build_generator, save_generator
-    from core.rig.layout import LAYOUT
+    from au2rig.core.nets.generator import build_generator, save_generator
+    from au2rig.core.rig.layout import LAYOUT
 
     torch.manual_seed(0)
     g = build_generator(SMALL).eval()

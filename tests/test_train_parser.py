@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.alignment import crops
-from core.datasets.faces import FaceCrops
-from core.datasets.labels import CLASS_INDEX, colorize, landmark_mask
-from core.datasets.pairs import sample_params
-from core.nets.face_parser import load_face_parser
-from core.rig import load_rig
-from core.rig.layout import LAYOUT
-from core.training import train_parser as tp
+from au2rig.core.alignment import crops
+from au2rig.core.datasets.faces import FaceCrops
+from au2rig.core.datasets.labels import CLASS_INDEX, colorize, landmark_mask
+from au2rig.core.datasets.pairs import sample_params
+from au2rig.core.nets.face_parser import load_face_parser
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.training import train_parser as tp
 
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
@@ -76,7 +76,7 @@ def test_a_few_steps_lower_the_loss(files, tmp_path):
     x = torch.rand(1, 3, SIZE, SIZE)
     assert torch.equal(loaded(x), model(x))
     # the command line, starting from those weights (a negligible learning rate keeps them)
-    from core.__main__ import main
+    from au2rig.core.__main__ import main
 
     again = tmp_path / "again.pt"
     assert main(["train-parser", str(files[0]), "-o", str(tmp_path / "run2"), "--steps", "1", "--batch", "2",

@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from core.animation.retarget import MapError, builtin_path, load_map
-from core.animation.tracking_io import Tracking, TrackingFileError, read_tracking
-from core.datasets import pairs
-from core.nets.checkpoints import CheckpointError, read_checkpoint
-from core.rig import RigSpecError, load_rig
-from core.rig.layout import LAYOUT
-from core.tracking.actor import ActorProfileError, make_profile, read_profile, write_profile
-from core.tracking.estimator import ModelFileError, open_session
-from core.tracking.track import write_outputs
+from au2rig.core.animation.retarget import MapError, builtin_path, load_map
+from au2rig.core.animation.tracking_io import Tracking, TrackingFileError, read_tracking
+from au2rig.core.datasets import pairs
+from au2rig.core.nets.checkpoints import CheckpointError, read_checkpoint
+from au2rig.core.rig import RigSpecError, load_rig
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.tracking.actor import ActorProfileError, make_profile, read_profile, write_profile
+from au2rig.core.tracking.estimator import ModelFileError, open_session
+from au2rig.core.tracking.track import write_outputs
 
 MUTATIONS = 500
 SLOW_CALL_S = 10.0
@@ -144,10 +144,10 @@ def test_pairs_manifest_and_chunk_record(tmp_path, rig):
 
 
 def test_rig_specs(tmp_path):
-    from core.rig.evaluate import DEFAULT_RIG
+    from au2rig.core.rig.evaluate import DEFAULT_RIG
 
     def build(path):
-        from core.rig import load as rig_load
+        from au2rig.core.rig import load as rig_load
 
         rig_load._CACHE.pop((str(path.resolve()), 0), None)  # each damaged copy is built afresh
         return load_rig(path)
@@ -198,9 +198,9 @@ class _Touch:
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     import torch
 
-    from core.nets.generator import load_generator
-    from core.training.restamp import restamp
-    from core.training.train_landmarks import load_checkpoint
+    from au2rig.core.nets.generator import load_generator
+    from au2rig.core.training.restamp import restamp
+    from au2rig.core.training.train_landmarks import load_checkpoint
 
     marker = tmp_path / "marker"
     for name, fmt in (("landmarks.pt", "au2rig-landmark-estimator"), ("g.pt", "au2rig-generator-training")):
@@ -216,7 +216,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 # --- a video shorter than its container says ----------------------------------------------------------
 def test_a_truncated_video_warns_and_keeps_what_was_read(short_clip, tmp_path):
-    from core.tracking.track import ShortVideoWarning, TrackConfig, read_frames, track_video
+    from au2rig.core.tracking.track import ShortVideoWarning, TrackConfig, read_frames, track_video
 
     avi = tmp_path / "full.avi"
     writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (640, 360))

@@ -211,9 +211,9 @@ def row_bake(p: dict, state: dict) -> Row:
 
 
 def row_estimator(p: dict, state: dict) -> Row:
-    from core.evaluation.metrics import au_report
-    from core.tracking.estimator import DEFAULT_ONNX, OnnxEstimator
-    from core.training.train_landmarks import heldout_set
+    from au2rig.core.evaluation.metrics import au_report
+    from au2rig.core.tracking.estimator import DEFAULT_ONNX, OnnxEstimator
+    from au2rig.core.training.train_landmarks import heldout_set
 
     params, landmarks, reference = heldout_set(p["heldout"], 12345)
     est = OnnxEstimator(DEFAULT_ONNX)
@@ -264,12 +264,12 @@ def row_image_path(p: dict, state: dict) -> Row:
 
     import torch
 
-    from core.nets.face_parser import FaceParser
-    from core.nets.generator import load_generator
-    from core.nets.regressor import Regressor, RegressorConfig, region_channels
-    from core.tracking.estimator import OnnxImageEstimator
-    from core.training.chain import LossWeights, Objective, RenderChain
-    from core.training.image_estimator import export_image_estimator
+    from au2rig.core.nets.face_parser import FaceParser
+    from au2rig.core.nets.generator import load_generator
+    from au2rig.core.nets.regressor import Regressor, RegressorConfig, region_channels
+    from au2rig.core.tracking.estimator import OnnxImageEstimator
+    from au2rig.core.training.chain import LossWeights, Objective, RenderChain
+    from au2rig.core.training.image_estimator import export_image_estimator
 
     from .._core import LAYOUT, load_rig
 
@@ -309,7 +309,7 @@ def bar_chart(path, title: str, codes, series: dict, panels=(("ICC(3,1)", "icc",
     per ``(caption, key, lo, hi)`` (``hi`` None: from the data)."""
     import cv2
 
-    from core.tracking.overlay import write_image
+    from au2rig.core.tracking.overlay import write_image
 
     colors = [(200, 110, 30), (60, 160, 250), (80, 170, 60), (150, 60, 200)]
     names = list(series)
@@ -408,7 +408,7 @@ def make_charts(out_dir: Path, state: dict, log=print) -> list[tuple[str, str]]:
         clip = {"tracking": state["tracker"]["tracking"], "truth": None}
         caption = f"AU intensity over time, {Path(state['tracker']['video']).name} (tracked)"
     if clip is not None:
-        from core.tracking.overlay import plot_curves
+        from au2rig.core.tracking.overlay import plot_curves
 
         attempt(caption, "au_curves.png", lambda p: plot_curves(clip["tracking"], p, truth=clip["truth"]))
     return charts
@@ -462,7 +462,7 @@ def run_bench(out_dir, preset: str = "small", progress: bool = True, log=None) -
     table = format_table(rows)
     markdown = format_markdown(rows, f"au2rig bench ({preset})", notes, charts)
     path = out_dir / "BENCH.md"
-    from core.util.atomic import atomic_path
+    from au2rig.core.util.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         Path(tmp).write_text(markdown)

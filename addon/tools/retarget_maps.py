@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.animation.retarget import MAPS_DIR, Entry, RetargetMap, save_map
-from core.rig.layout import LAYOUT
+from au2rig.core.animation.retarget import MAPS_DIR, Entry, RetargetMap, save_map
+from au2rig.core.rig.layout import LAYOUT
 
 # --- BDFM: identity onto the channel properties ----------------------------------------------
 

@@ -17,9 +17,9 @@ import bpy
 import cv2
 import numpy as np
 
-from core.animation.retarget import load_builtin
-from core.animation.tracking_io import Tracking
-from core.rig.layout import LAYOUT
+from au2rig.core.animation.retarget import load_builtin
+from au2rig.core.animation.tracking_io import Tracking
+from au2rig.core.rig.layout import LAYOUT
 
 from ..animate import apply_map
 from ..contact_sheet import compose, labelled, render_image

@@ -324,7 +324,7 @@ def collect_faces(sources, backend: str = "mediapipe", size: int = CROP_SIZE, ey
                 if bgr is None:
                     raise ValueError(f"{path}: OpenCV cannot read it as an image (unknown format or corrupt file)")
                 if still is None:
-                    still = open_backend(backend, video=False, max_faces=4)
+                    still = open_backend(backend, video=False, max_faces=4, lids=False)
                 face = pick_face(still.detect(bgr), None, bgr.shape)
                 if face is None:
                     missed[k] += 1
@@ -334,7 +334,7 @@ def collect_faces(sources, backend: str = "mediapipe", size: int = CROP_SIZE, ey
                 bar.update(1)
             else:
                 done = 0
-                with open_backend(backend, video=True, max_faces=4) as b:
+                with open_backend(backend, video=True, max_faces=4, lids=False) as b:
                     previous = None
                     for index, bgr in read_frames(path, step=every):
                         if max_per_source is not None and taken >= max_per_source:
@@ -389,7 +389,7 @@ def crops_from_pairs(pairs_dir, split: str | None = None, detect: bool = False, 
     if detect:
         from ..tracking.landmarks import open_backend, pick_face
 
-        detector = open_backend(backend, video=False, max_faces=4)
+        detector = open_backend(backend, video=False, max_faces=4, lids=False)
     bar = tqdm(total=n, desc=f"cropping {Path(pairs_dir).name}", unit="pair", disable=not progress)
     try:
         for k in range(n):

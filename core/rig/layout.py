@@ -1,6 +1,6 @@
 """The parameter layout: one vector describes a face on the rig, everywhere.
 
-Groups, in order (see docs/architecture.md):
+Groups, in order (the rooms that use it: core/README.md):
 
 =============  ====  ======================  =======  ================================
 group          size  range                   neutral  meaning

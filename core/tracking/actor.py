@@ -9,9 +9,10 @@ A profile carries the neutral of a take that did rest to the others:
     au2rig track take1.mp4 -o t1.csv --save-actor anna.json
     au2rig track take2.mp4 -o t2.csv --actor anna.json
 
-It holds the neutral frame's 68 landmarks, normalised by the five-point alignment (so the camera,
-distance and roll of the take do not matter), the calibration baseline of the AU channels, and
-where they came from. JSON; written atomically; every reading error names the file and field.
+It holds the actor's neutral shape (the median of the take's resting frames' 68 landmarks, each
+normalised by the five-point alignment, so the camera, distance and roll of the take do not
+matter), the calibration baseline of the AU channels, and where they came from. JSON; written
+atomically; every reading error names the file and field.
 """
 from __future__ import annotations
 
@@ -34,24 +35,32 @@ class ActorProfileError(ValueError):
 
 @dataclass(frozen=True)
 class ActorProfile:
-    reference: np.ndarray  # (68, 2) the neutral frame's landmarks, five-point aligned (template units)
+    reference: np.ndarray  # (68, 2) the actor's neutral shape, five-point aligned (template units)
     baseline: np.ndarray  # (n AU,) the AU channels' resting values, for core.filters.calibrate
     source: dict  # video, frame, tracker settings
 
 
-def make_profile(landmarks: np.ndarray, baseline: np.ndarray, source: dict,
-                 layout: ParameterLayout = LAYOUT) -> ActorProfile:
-    """A profile from a neutral frame's landmarks (68, 2, pixels) and a full or AU baseline."""
+def neutral_shape(landmarks: np.ndarray) -> np.ndarray:
+    """The actor's neutral face from resting frames' landmarks ((68, 2) or (K, 68, 2), pixels):
+    the per-point median of the five-point aligned frames (template units, as the estimator and
+    profiles take it). One frame alone carries its moment (lips pressed, eyes lowered); the
+    median of the resting frames keeps what they share."""
     from ..alignment.align import align
 
-    lm = np.asarray(landmarks, float)
-    if lm.shape != (68, 2) or not np.isfinite(lm).all():
-        raise ValueError(f"an actor's neutral needs 68 finite landmarks, got {lm.shape}")
+    lm = np.asarray(landmarks, float).reshape(-1, 68, 2) if np.ndim(landmarks) >= 2 else np.asarray(landmarks)
+    if lm.ndim != 3 or lm.shape[1:] != (68, 2) or not len(lm) or not np.isfinite(lm).all():
+        raise ValueError(f"an actor's neutral needs frames of 68 finite landmarks, got {np.shape(landmarks)}")
+    return np.median(np.stack([align(frame)[0] for frame in lm]), axis=0)
+
+
+def make_profile(landmarks: np.ndarray, baseline: np.ndarray, source: dict,
+                 layout: ParameterLayout = LAYOUT) -> ActorProfile:
+    """A profile from resting frames' landmarks ((68, 2) or (K, 68, 2), pixels; see
+    :func:`neutral_shape`) and a full or AU baseline."""
     b = np.asarray(baseline, float)
     au = layout.group_slice("au")
     b = b[au] if b.shape == (len(layout),) else b
-    aligned, _ = align(lm)
-    return ActorProfile(reference=aligned, baseline=b, source=dict(source))
+    return ActorProfile(reference=neutral_shape(landmarks), baseline=b, source=dict(source))
 
 
 def write_profile(profile: ActorProfile, path, layout: ParameterLayout = LAYOUT) -> Path:
@@ -99,12 +108,15 @@ def read_profile(path, layout: ParameterLayout = LAYOUT) -> ActorProfile:
 
 
 def profile_from_tracking(tracking, layout: ParameterLayout = LAYOUT) -> ActorProfile:
-    """The profile of a tracked take: its neutral reference frame and calibration baseline."""
+    """The profile of a tracked take: the neutral shape of its resting frames (or of the frame the
+    user named) and its calibration baseline."""
     notes = tracking.meta.get("calibration", {})
     frame = notes.get("reference_frame")
     if frame is None or notes.get("baseline") is None:
         raise ValueError("this take has no neutral frame to save (tracked with --neutral none, with an actor "
                          "profile, or without a face)")
-    row = int(np.flatnonzero(np.asarray(tracking.frames) == frame)[0])
-    source = {"video": str(tracking.meta.get("video", {}).get("path", "")), "frame": int(frame)}
-    return make_profile(tracking.landmarks[row], np.asarray(notes["baseline"], float), source, layout)
+    frames = notes.get("neutral_frames") or [frame]
+    rows = [int(np.flatnonzero(np.asarray(tracking.frames) == f)[0]) for f in frames]
+    source = {"video": str(tracking.meta.get("video", {}).get("path", "")), "frame": int(frame),
+              "frames": [int(f) for f in frames]}
+    return make_profile(tracking.landmarks[rows], np.asarray(notes["baseline"], float), source, layout)

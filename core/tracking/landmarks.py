@@ -19,6 +19,7 @@ This module never imports ``bpy``.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 from abc import ABC, abstractmethod
@@ -41,6 +42,8 @@ FAN_PIP = ("pip install --no-deps face-alignment==1.5.0 && pip install scipy==1.
 N_MESH = 468
 # iBUG 68 points used for the inter-ocular distance (outer eye corners, 0-based)
 OUTER_EYE_CORNERS = (36, 45)
+# iBUG 68 points of the eyes (corners and lids, 0-based): read from the attention mesh when it runs
+EYE_POINTS = tuple(range(36, 48))
 
 
 class BackendUnavailable(RuntimeError):
@@ -78,14 +81,16 @@ class LandmarkBackend(ABC):
         self.close()
 
 
-def open_backend(name: str = "mediapipe", *, video: bool = True, max_faces: int = 4,
+def open_backend(name: str = "mediapipe", *, video: bool = True, max_faces: int = 4, lids: bool = True,
                  **options) -> LandmarkBackend:
     """Open a backend by name (one of :data:`BACKENDS`).
 
     ``video=True`` lets the backend use the previous frame (MediaPipe then tracks the mesh and
     runs its face detector only while it holds fewer than ``max_faces`` faces: with
     ``max_faces=1`` the detector runs only when the face is lost, which is the fastest setting);
-    ``video=False`` treats every image on its own. ``options`` go to the backend's constructor
+    ``video=False`` treats every image on its own. ``lids``: MediaPipe reads the eyes from its
+    attention mesh (see :class:`MediaPipeBackend`; FAN has one set of points).
+    ``options`` go to the backend's constructor
     (``MediaPipeBackend``: ``min_detection_confidence``, ``min_tracking_confidence``,
     ``mapping``; ``FanBackend``: ``device``, ``face_detector``, ``flip_input``).
     """
@@ -93,8 +98,9 @@ def open_backend(name: str = "mediapipe", *, video: bool = True, max_faces: int 
         raise ValueError(f"unknown landmark backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if max_faces < 1:
         raise ValueError(f"max_faces must be at least 1, got {max_faces}")
-    cls = {"mediapipe": MediaPipeBackend, "fan": FanBackend}[name]
-    return cls(video=video, max_faces=max_faces, **options)
+    if name == "mediapipe":
+        return MediaPipeBackend(video=video, max_faces=max_faces, lids=lids, **options)
+    return FanBackend(video=video, max_faces=max_faces, **options)
 
 
 def _check_image(image) -> np.ndarray:
@@ -276,6 +282,14 @@ def _rgb(image_bgr: np.ndarray) -> np.ndarray:
 class MediaPipeBackend(LandmarkBackend):
     """MediaPipe's face mesh + face detector (legacy ``solutions.face_mesh`` graph, CPU).
 
+    ``lids=True`` (the default) also runs the mesh with its attention heads, which refine the
+    lids, lips and irises, and takes the eyes (:data:`EYE_POINTS`) from it. On real faces the
+    plain mesh never closes an eye (its eye opening falls to about 60% of open in a blink), the
+    refined one does (about 15%). Its lips and brows are not used: on the dev clips they follow
+    smiles and outer brow raises less well than the plain mesh's. The second mesh runs beside the
+    first on another thread: on 2 cores the tracker keeps about 0.8 of its plain-mesh rate
+    (tests/benchmarks/bench_tracker.py prints both).
+
     * ``landmarks``: the 468 mesh points mapped to iBUG 68 by :data:`MEDIAPIPE_MAP`;
     * ``box``: the bounds of the 468 mesh points (brow/forehead to chin, cheek to cheek), the same
       measure whether the frame ran the detector or only tracked;
@@ -289,7 +303,8 @@ class MediaPipeBackend(LandmarkBackend):
     name = "mediapipe"
 
     def __init__(self, video: bool = True, max_faces: int = 4, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, mapping: str | Path | LandmarkMap | None = None):
+                 min_tracking_confidence: float = 0.5, mapping: str | Path | LandmarkMap | None = None,
+                 lids: bool = True):
         try:
             from mediapipe.python.solution_base import SolutionBase
             from mediapipe.python.solutions import face_mesh
@@ -299,9 +314,10 @@ class MediaPipeBackend(LandmarkBackend):
         self.map = mapping if isinstance(mapping, LandmarkMap) else load_landmark_map(mapping)
         self.video, self.max_faces = bool(video), int(max_faces)
         self.min_tracking_confidence = float(min_tracking_confidence)
-        self._build = lambda: SolutionBase(
+        self.lids = bool(lids)
+        self._build = lambda attention=False: SolutionBase(
             binary_graph_path=face_mesh._BINARYPB_FILE_PATH,
-            side_inputs={"num_faces": self.max_faces, "with_attention": False,
+            side_inputs={"num_faces": self.max_faces, "with_attention": attention,
                          "use_prev_landmarks": self.video},
             calculator_params={
                 "facedetectionshortrangecpu__facedetectionshortrange__facedetection__"
@@ -309,31 +325,41 @@ class MediaPipeBackend(LandmarkBackend):
                 "facelandmarkcpu__ThresholdingCalculator.threshold": self.min_tracking_confidence},
             outputs=["multi_face_landmarks", "face_detections"])
         self._graph = self._make()
+        self._lid_graph = self._make(attention=True) if self.lids else None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, "au2rig-lids") if self.lids else None
         self._previous: list[tuple[np.ndarray, float]] = []  # (box, confidence) of the last frame
 
-    def _make(self):
+    def _make(self, attention: bool = False):
         with quiet_fd(2):  # the models talk on stderr while they start
-            graph = self._build()
+            graph = self._build(attention)
         self._started = False
         return graph
 
-    def meshes(self, image_bgr: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
-        """Raw output: per face (468 mesh points (468, 2) in pixels, box, confidence)."""
+
+    def meshes(self, image_bgr: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float, np.ndarray | None]]:
+        """Raw output: per face (468 mesh points (468, 2) in pixels, box, confidence, the attention
+        mesh's 478 points (468 refined + 10 iris) of the same face, or None without ``lids`` or
+        when the attention mesh did not find it)."""
         image = _check_image(image_bgr)
         if self._graph is None:
             raise RuntimeError("the MediaPipe backend is closed")
         h, w = image.shape[:2]
-        if self._started:
-            result = self._graph.process({"image": _rgb(image)})
-        else:  # the first frame initialises the models, which talk on stderr
-            with quiet_fd(2):  # the models talk on stderr while they start
-                result = self._graph.process({"image": _rgb(image)})
+        feed = {"image": _rgb(image)}
+        if not self._started:  # the first frame initialises the models, which talk on stderr
+            with quiet_fd(2):
+                result = self._graph.process(feed)
+                refined = self._lid_graph.process(feed).multi_face_landmarks if self.lids else None
             self._started = True
+        else:  # the two meshes run side by side (MediaPipe releases the GIL while a graph runs)
+            pending = self._pool.submit(self._lid_graph.process, feed) if self.lids else None
+            result = self._graph.process(feed)
+            refined = pending.result().multi_face_landmarks if pending is not None else None
         if not result.multi_face_landmarks:
             self._previous = []
             return []
         size = np.array([w, h], float)
         meshes = [_landmark_xy(lms)[:N_MESH] * size for lms in result.multi_face_landmarks]
+        fine = [_landmark_xy(lms) * size for lms in refined or ()]
         detections = []
         for det in result.face_detections or ():
             r = det.location_data.relative_bounding_box
@@ -348,23 +374,39 @@ class MediaPipeBackend(LandmarkBackend):
                 if ious and max(ious) > 0.2:
                     conf = source[int(np.argmax(ious))][1]
                     break
-            out.append((mesh, box, float(np.clip(self.min_tracking_confidence if conf is None else conf, 0, 1))))
-        self._previous = [(box, conf) for _, box, conf in out]
+            ious = [box_iou(box, _bounds(f[:N_MESH])) for f in fine]
+            same = fine[int(np.argmax(ious))] if ious and max(ious) > 0.5 else None
+            out.append((mesh, box, float(np.clip(self.min_tracking_confidence if conf is None else conf, 0, 1)),
+                        same))
+        self._previous = [(box, conf) for _, box, conf, _ in out]
         return out
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
-        return [Face(box, self.map(mesh), conf) for mesh, box, conf in self.meshes(image_bgr)]
+        faces = []
+        for mesh, box, conf, fine in self.meshes(image_bgr):
+            landmarks = self.map(mesh)
+            if fine is not None:
+                landmarks[list(EYE_POINTS)] = self.map(fine[:N_MESH])[list(EYE_POINTS)]
+            faces.append(Face(box, landmarks, conf))
+        return faces
 
     def reset(self) -> None:
         if self._graph is not None and self.video:
             self._graph.close()
             self._graph = self._make()
+            if self._lid_graph is not None:
+                self._lid_graph.close()
+                self._lid_graph = self._make(attention=True)
         self._previous = []
 
     def close(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
+        for graph in (self._graph, self._lid_graph):
+            if graph is not None:
+                graph.close()
+        self._graph = self._lid_graph = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 # --- face-alignment's FAN -------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ..alignment.crops import crop_image
 from ..animation.filters import apply_gain, calibrate, neutral_baseline, smooth
 from ..animation.tracking_io import Tracking
 from ..rig.layout import LAYOUT, ParameterLayout
+from .actor import neutral_shape, read_profile
 from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata, open_session
 from .landmarks import open_backend, pick_face
 
@@ -41,6 +42,7 @@ from .landmarks import open_backend, pick_face
 @dataclass(frozen=True)
 class TrackConfig:
     backend: str = "mediapipe"
+    lids: bool = True                 # MediaPipe: the eyes from its attention mesh (a second mesh per frame)
     model: str | None = None          # ONNX estimator; None = the shipped default
     smoothing: float = 0.3            # 0 = off .. 1 = strong (One Euro)
     neutral: str | int | None = "auto"  # "auto" (most relaxed frames), a frame number, or None (off)
@@ -142,7 +144,7 @@ def read_frames(path, start: int = 0, step: int = 1, max_frames: int | None = No
 
 def count_faces(image: np.ndarray, backend: str = "mediapipe") -> int:
     """How many faces one frame shows (an image-mode detection, up to 4)."""
-    with open_backend(backend, video=False, max_faces=4) as b:
+    with open_backend(backend, video=False, max_faces=4, lids=False) as b:
         return len(b.detect(image))
 
 
@@ -164,16 +166,27 @@ def estimate(estimator: OnnxEstimator, landmarks: np.ndarray, valid: np.ndarray,
     return out
 
 
-RELAXED_SHARE = 0.1  # the reference frame is picked among the most relaxed 10% of the frames
+RELAXED_SHARE = 0.1  # the neutral is made from the most relaxed 10% of the frames
 
 
-def reference_row(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarray,
-                  layout: ParameterLayout = LAYOUT, weights=None) -> int | None:
-    """Row of the actor's neutral reference frame: the frame the user names (``neutral`` a frame
-    number), or automatically, among the most relaxed frames, the one nearest a frontal pose.
-    Relaxed means a low AU activation in a first pass without reference, each AU weighted by how
-    well the model sees it from a single frame (``weights``, from the model's metadata; equal
-    weights without). None when off or no face."""
+def neutral_rows(raw: np.ndarray, valid: np.ndarray, layout: ParameterLayout = LAYOUT, weights=None) -> np.ndarray:
+    """Rows of the actor's resting face: among the most relaxed frames (a low AU activation in a
+    first pass without reference, each AU weighted by how well the model sees it from a single
+    frame: ``weights``, from the model's metadata; equal weights without), the more frontal half,
+    most frontal first."""
+    rows = np.flatnonzero(valid)
+    au = raw[rows][:, layout.group_slice("au")]
+    activation = au @ (np.ones(au.shape[1]) if weights is None else np.asarray(weights, float))
+    relaxed = rows[np.argsort(activation, kind="stable")[:max(1, int(round(RELAXED_SHARE * len(rows))))]]
+    pose = raw[relaxed][:, layout.group_slice("pose")]
+    frontal = np.argsort(np.abs(pose[:, 0]) + np.abs(pose[:, 1]), kind="stable")
+    return relaxed[frontal[:max(1, (len(frontal) + 1) // 2)]]
+
+
+def reference_rows(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarray,
+                   layout: ParameterLayout = LAYOUT, weights=None) -> np.ndarray | None:
+    """Rows that make the actor's neutral: the frame the user names (``neutral`` a frame number),
+    or automatically the resting frames (:func:`neutral_rows`). None when off or no face."""
     if neutral is None or not valid.any():
         return None
     if neutral != "auto":
@@ -183,20 +196,15 @@ def reference_row(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarra
                              f"{int(frames[-1])})")
         if not valid[hits[0]]:
             raise ValueError(f"neutral frame {neutral} has no face; name a frame where the face is found")
-        return int(hits[0])
-    rows = np.flatnonzero(valid)
-    au = raw[rows][:, layout.group_slice("au")]
-    activation = au @ (np.ones(au.shape[1]) if weights is None else np.asarray(weights, float))
-    relaxed = rows[np.argsort(activation, kind="stable")[:max(1, int(round(RELAXED_SHARE * len(rows))))]]
-    pose = raw[relaxed][:, layout.group_slice("pose")]
-    return int(relaxed[np.argmin(np.abs(pose[:, 0]) + np.abs(pose[:, 1]))])
+        return hits[:1]
+    return neutral_rows(raw, valid, layout, weights)
 
 
 def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
                 layout: ParameterLayout = LAYOUT, neutral_row: int | None = None,
                 baseline: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Calibration, smoothing and gain on raw parameters; returns ``(params, notes)``.
-    ``neutral_row``: the row of the frame the user named as neutral (see :func:`reference_row`);
+    ``neutral_row``: the row of the frame the user named as neutral (see :func:`reference_rows`);
     ``baseline``: the AU channels' resting values to calibrate with (an actor profile's)."""
     params = raw.copy()
     notes: dict = {"neutral": config.neutral}
@@ -284,8 +292,6 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     info = opened[1]
     profile = None
     if config.actor:
-        from .actor import read_profile
-
         profile = read_profile(config.actor, layout)  # a bad profile fails before the video is read
     total = max(0, (info["frames"] - config.start + config.step - 1) // config.step) if info["frames"] else None
     if total is not None and config.max_frames is not None:
@@ -305,7 +311,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     # one face in view: the backend may track it alone (fastest); several: it must report them all
     # the model has been loading while the first frame was read and its faces counted
     stream = _CropStream(pending) if pending.result().kind == "image" else None
-    with open_backend(config.backend, video=True, max_faces=1 if crowd <= 1 else 4) as backend:
+    with open_backend(config.backend, video=True, max_faces=1 if crowd <= 1 else 4, lids=config.lids) as backend:
         started = time.perf_counter()  # the frames' time: decoding, detection (start-up excluded)
         for index, image in itertools.chain([first], frames_in):
             if pending.done() and pending.exception() is not None:
@@ -346,16 +352,17 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     timestamps = frames_a / fps
     estimator = pending.result()
-    fit_report = None
+    fit_report, rest = None, None
     if stream is not None:  # the image path: F_seg + R on aligned crops, no reference frame
         raw, ref = stream.result(len(frames_a), layout), None
     elif profile is not None:  # the actor's neutral from another take
         raw, ref = estimate(estimator, landmarks, valid, profile.reference, layout=layout), None
     else:
         raw = estimate(estimator, landmarks, valid, layout=layout)
-        ref = reference_row(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
-        if ref is not None:
-            raw = estimate(estimator, landmarks, valid, landmarks[ref], layout=layout)
+        rest = reference_rows(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
+        ref = None if rest is None else int(rest[0])
+        if rest is not None:
+            raw = estimate(estimator, landmarks, valid, neutral_shape(landmarks[rest]), layout=layout)
         if config.fit and valid.any():
             from ..rig import load_rig
             from .clip_fit import fit_clip
@@ -367,6 +374,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     if profile is not None:
         notes["actor"] = {"profile": str(config.actor), "source": profile.source}
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])
+    notes["neutral_frames"] = None if rest is None else [int(f) for f in frames_a[rest]]
     notes["fit"] = fit_report
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},

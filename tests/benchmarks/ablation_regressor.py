@@ -16,15 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402 (after the repository is put on sys.path)
-
-from core.evaluation.metrics import au_report, format_report  # noqa: E402 (after the repository is put on sys.path)
-from core.nets.regressor import RegressorConfig  # noqa: E402 (after the repository is put on sys.path)
-from core.training.chain import LossWeights  # noqa: E402 (after the repository is put on sys.path)
-from core.training.train_regressor import (  # noqa: E402 (after the repository is put on sys.path)
+from au2rig.core.evaluation.metrics import au_report, format_report
+from au2rig.core.nets.regressor import RegressorConfig
+from au2rig.core.training.chain import LossWeights
+from au2rig.core.training.train_regressor import (
     RegressorTrainConfig,
     load_chain,
     load_crops,
@@ -32,6 +29,8 @@ from core.training.train_regressor import (  # noqa: E402 (after the repository 
     predict_crops,
     train_regressor,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 RUNS = {
     "full": {},

@@ -14,18 +14,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import bpy
+import numpy as np
 
-import bpy  # noqa: E402 (after the repository is put on sys.path)
-import numpy as np  # noqa: E402 (after the repository is put on sys.path)
-
-from addon.bake import Curve, action_fcurves, bake_action  # noqa: E402 (after the repository is put on sys.path)
-from addon.rig_builder import build_rig  # noqa: E402 (after the repository is put on sys.path)
-from core.animation.keyframes import GROUP_LABELS  # noqa: E402 (after the repository is put on sys.path)
-from core.rig import load_rig  # noqa: E402 (after the repository is put on sys.path)
-from core.rig.layout import LAYOUT  # noqa: E402 (after the repository is put on sys.path)
+from au2rig.addon.bake import Curve, action_fcurves, bake_action
+from au2rig.addon.rig_builder import build_rig
+from au2rig.core.animation.keyframes import GROUP_LABELS
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
 
 
 def random_params(n: int, seed: int = 0) -> np.ndarray:

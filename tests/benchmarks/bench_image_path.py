@@ -17,20 +17,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from au2rig.core.nets.face_parser import FaceParser
+from au2rig.core.nets.generator import GeneratorConfig, build_generator
+from au2rig.core.nets.regressor import Regressor, RegressorConfig, region_channels
+from au2rig.core.rig import load_rig
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.tracking.estimator import OnnxImageEstimator
+from au2rig.core.training.chain import LossWeights, Objective, RenderChain
+from au2rig.core.training.image_estimator import export_image_estimator
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402 (after the repository is put on sys.path)
-import torch  # noqa: E402 (after the repository is put on sys.path)
-
-from core.nets.face_parser import FaceParser  # noqa: E402 (after the repository is put on sys.path)
-from core.nets.generator import GeneratorConfig, build_generator  # noqa: E402 (after the repository is put on sys.path)
-from core.nets.regressor import Regressor, RegressorConfig, region_channels  # noqa: E402 (after the repository is put on sys.path)
-from core.rig import load_rig  # noqa: E402 (after the repository is put on sys.path)
-from core.rig.layout import LAYOUT  # noqa: E402 (after the repository is put on sys.path)
-from core.tracking.estimator import OnnxImageEstimator  # noqa: E402 (after the repository is put on sys.path)
-from core.training.chain import LossWeights, Objective, RenderChain  # noqa: E402 (after the repository is put on sys.path)
-from core.training.image_estimator import export_image_estimator  # noqa: E402 (after the repository is put on sys.path)
 
 
 def best(fn, repeat=3):
@@ -54,7 +53,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp())
     if args.generator and args.parser:
-        from core.training.train_regressor import load_chain
+        from au2rig.core.training.train_regressor import load_chain
 
         chain = load_chain(args.generator, args.parser)
     else:
@@ -76,8 +75,8 @@ def main(argv=None) -> int:
 
     video = Path(args.video)
     if video.is_file():
-        from core.tracking.estimator import DEFAULT_ONNX
-        from core.tracking.track import TrackConfig, track_video
+        from au2rig.core.tracking.estimator import DEFAULT_ONNX
+        from au2rig.core.tracking.track import TrackConfig, track_video
 
         fps = {}
         for name, path in (("landmark model", DEFAULT_ONNX), ("image model", model)):
@@ -90,7 +89,7 @@ def main(argv=None) -> int:
     else:
         print(f"{video} absent: tracker comparison skipped")
 
-    from core.training.genet import FitConfig, fit
+    from au2rig.core.training.genet import FitConfig, fit
 
     params = torch.from_numpy(LAYOUT.neutral(16).astype(np.float32))
     with torch.no_grad():

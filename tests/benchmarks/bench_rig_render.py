@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 
 
@@ -68,10 +67,10 @@ def measure(size: int = 128, naive_count: int = 60, count: int = 400, workers: i
     mesh level of detail in ``lods``, in a temporary folder. Returns ``{"naive": pairs/s, "naive_s",
     "naive_cpu": CPU s per pair, "real": [one dict per lod: rate, steady, wall, cpu, lod, vertices,
     report, rendered, count], "rig", "cores", "workers", "load_before"}``."""
-    from addon.rig_render import render_naive
-    from core.datasets.pairs import sample_params
-    from core.rig import load_rig
-    from core.rig.layout import LAYOUT
+    from au2rig.addon.rig_render import render_naive
+    from au2rig.core.datasets.pairs import sample_params
+    from au2rig.core.rig import load_rig
+    from au2rig.core.rig.layout import LAYOUT
 
     rig = load_rig()
     cores = len(os.sched_getaffinity(0))
@@ -88,8 +87,8 @@ def measure(size: int = 128, naive_count: int = 60, count: int = 400, workers: i
 
 
 def _real(rig, folder, size, count, aa, workers, lod) -> dict:
-    from addon.rig_render import RenderConfig, render_pairs
-    from core.datasets.pairs import verify
+    from au2rig.addon.rig_render import RenderConfig, render_pairs
+    from au2rig.core.datasets.pairs import verify
 
     marks = []
     config = RenderConfig(output=str(folder), count=count, size=size, seed=2, workers=workers, aa=aa, lod=lod)

@@ -8,22 +8,27 @@ VIDEO defaults to ../shared/media/single_face.mp4 when present, else the demo cl
 * backend alone: the backend's ``detect`` on frames decoded beforehand (no decoding counted);
 * decode + backend: the same, decoding included, in one thread;
 * tracker: ``track_video`` end to end (decoding thread, detection, face following, ONNX
-  estimator, calibration, smoothing), without writing files.
-Goals on 2 cores: tracker >= 100 fps at 640x360 and >= 0.7 of the bare backend run over the same
+  estimator, calibration, smoothing), without writing files;
+* tracker, plain-mesh eyes: the same without the attention mesh that reads the lids (``lids=False``);
+* reference: ``../shared/reference/mediapipe_reference.py`` on the same video, when present (a
+  subprocess writing its CSV, start-up included as in the tracker's figure).
+Goals on 2 cores: tracker >= 0.7 of the reference's rate and of the bare backend run over the same
 video (decode + backend); the ratio to detection alone, on frames decoded beforehand, is printed too.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from au2rig.core.tracking.landmarks import open_backend
+from au2rig.core.tracking.track import TrackConfig, read_frames, track_video, video_info
 
-from core.tracking.landmarks import open_backend  # noqa: E402 (after the repository is put on sys.path)
-from core.tracking.track import TrackConfig, read_frames, track_video, video_info  # noqa: E402 (after the repository is put on sys.path)
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT.parent / "shared" / "reference" / "mediapipe_reference.py"
 
 
 def default_video() -> Path | None:
@@ -58,14 +63,23 @@ def measure(video, repeat: int = 3, max_frames: int | None = None) -> dict:
                 b.detect(img)
             return time.perf_counter() - start
 
-    def tracker():
+    def tracker(lids=True):
         start = time.perf_counter()
-        last["tracking"] = track_video(video, TrackConfig(max_frames=max_frames), progress=False)
+        last["tracking"] = track_video(video, TrackConfig(max_frames=max_frames, lids=lids), progress=False)
         return time.perf_counter() - start
 
-    best = {name: min(fn() for _ in range(repeat))
-            for name, fn in (("backend alone", backend_alone), ("decode + backend", decode_and_backend),
-                             ("tracker end to end", tracker))}
+    def reference():
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, str(REFERENCE), str(video), str(Path(tmp) / "ref.csv")], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return time.perf_counter() - start
+
+    runs = [("backend alone", backend_alone), ("decode + backend", decode_and_backend),
+            ("tracker, plain-mesh eyes", lambda: tracker(lids=False)), ("tracker end to end", tracker)]
+    if REFERENCE.is_file() and max_frames is None:
+        runs.append(("reference", reference))
+    best = {name: min(fn() for _ in range(repeat)) for name, fn in runs}
     return {"video": video, "info": info, "frames": n, "repeat": repeat, "seconds": best,
             "fps": {name: n / s for name, s in best.items()}, "tracking": last.get("tracking")}
 
@@ -87,6 +101,10 @@ def main() -> None:
         print(f"{name:22s} {fps:9.1f} {1000 / fps:9.2f} {fps / base:11.2f} {fps / bare:18.2f}")
     print("(the tracker's figure includes its start-up: opening the video, the face-count probe, "
           "the backend's graph, the ONNX session)")
+    if "reference" in r["fps"]:
+        print(f"tracker / reference: {r['fps']['tracker end to end'] / r['fps']['reference']:.2f} (goal >= 0.7)")
+    else:
+        print(f"reference: {REFERENCE} is not here; no side-by-side figure")
 
 
 if __name__ == "__main__":

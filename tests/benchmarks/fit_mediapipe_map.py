@@ -28,12 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from au2rig.core.rig.layout import LAYOUT
+from au2rig.core.tracking.landmarks import MEDIAPIPE_MAP, fit_mediapipe_map, inter_ocular
 
-from core.rig.layout import LAYOUT  # noqa: E402 (after the repository is put on sys.path)
-from core.tracking.landmarks import MEDIAPIPE_MAP, fit_mediapipe_map, inter_ocular  # noqa: E402 (after the repository is put on sys.path)
+ROOT = Path(__file__).resolve().parents[2]
 
 POSE_RANGE = {"pose_yaw": 30.0, "pose_pitch": 20.0, "pose_roll": 20.0}
 # iBUG point (0-based) -> (mesh point, weight) pairs for the same anatomy. Lids: iBUG 37/38 and
@@ -79,9 +77,9 @@ def random_params(rng: np.random.Generator, n: int, layout=LAYOUT) -> np.ndarray
 
 def collect(n: int, size: int, seed: int, cache: Path, progress: bool = True):
     """(params (n, P), mesh (n, 468, 2) NaN where MediaPipe found no face, target (n, 68, 2))."""
-    from addon.contact_sheet import render_tile, setup_scene
-    from core.rig import load_rig
-    from core.tracking.landmarks import LandmarkMap, MediaPipeBackend
+    from au2rig.addon.contact_sheet import render_tile, setup_scene
+    from au2rig.core.rig import load_rig
+    from au2rig.core.tracking.landmarks import LandmarkMap, MediaPipeBackend
 
     rig = load_rig()
     params = random_params(np.random.default_rng(seed), n)
@@ -91,13 +89,13 @@ def collect(n: int, size: int, seed: int, cache: Path, progress: bool = True):
     mesh = np.full((n, 468, 2), np.nan)
     t0 = time.time()
     placeholder = LandmarkMap(np.zeros((68, 1), int), np.ones((68, 1)), {})  # only raw meshes are used
-    with MediaPipeBackend(video=False, max_faces=2, mapping=placeholder) as backend:
+    with MediaPipeBackend(video=False, max_faces=2, mapping=placeholder, lids=False) as backend:
         for i in range(n):
             img = render_tile(scene, arm, params[i], cache / f"render_{seed}_{size}_{i:04d}.png")
             found = backend.meshes(img)
             if found:  # the face whose box holds the most true landmarks
                 inside = [np.sum((target[i] >= box[:2]).all(1) & (target[i] <= box[2:]).all(1))
-                          for _, box, _ in found]
+                          for _, box, _, _ in found]
                 mesh[i] = found[int(np.argmax(inside))][0]
             if progress and (i + 1) % 20 == 0:
                 print(f"  {i + 1}/{n} renders, {time.time() - t0:.0f} s", file=sys.stderr)
@@ -154,7 +152,7 @@ def main(argv=None) -> int:
     mapping = with_anatomical(fit_mediapipe_map(mesh[train], target[train], scale=inter_ocular(target[train])))
     fit = {"train": evaluate(mapping, mesh[train], target[train]),
            "held_out": evaluate(mapping, mesh[test], target[test])}
-    from core.rig import load_rig
+    from au2rig.core.rig import load_rig
 
     meta = {
         "format": "au2rig landmark map 1",

@@ -7,17 +7,14 @@ Colors by part: jaw white, brows yellow, nose cyan, eyes green, mouth red; the b
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from au2rig.core.tracking.landmarks import open_backend, pick_face
 
-from core.tracking.landmarks import open_backend, pick_face  # noqa: E402 (after the repository is put on sys.path)
+ROOT = Path(__file__).resolve().parents[2]
 
 MEDIA = ROOT.parent / "shared" / "media"
 PARTS = ((range(0, 17), (255, 255, 255)), (range(17, 27), (0, 255, 255)), (range(27, 36), (255, 255, 0)),

@@ -11,18 +11,15 @@ the 68-point map).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from au2rig.core.tracking.landmarks import load_landmark_map, open_backend
 
-from core.tracking.landmarks import load_landmark_map, open_backend  # noqa: E402 (after the repository is put on sys.path)
+ROOT = Path(__file__).resolve().parents[2]
 
 MEDIA = ROOT.parent / "shared" / "media"
 

@@ -22,15 +22,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 
 def render_set(rig, params, size, aa="FXAA", masks=False, tweak=None):
     """(images (N, H, W, 3) uint8 BGR, masks or None, CPU seconds per image render)."""
     import cv2
 
-    from addon.rig_render import RenderConfig, RenderScene
-    from core.datasets import pairs
+    from au2rig.addon.rig_render import RenderConfig, RenderScene
+    from au2rig.core.datasets import pairs
 
     config = RenderConfig(output="/nonexistent", size=size, aa=aa, masks=masks)
     scene = RenderScene(rig, config)
@@ -68,8 +67,8 @@ def main(argv=None) -> int:
 
     import cv2
 
-    from core.datasets import pairs
-    from core.rig import LOD_FACTORS, auto_lod, load_rig
+    from au2rig.core.datasets import pairs
+    from au2rig.core.rig import LOD_FACTORS, auto_lod, load_rig
 
     full = load_rig()
     params = pairs.sample_params(full.layout, args.count, seed=11)

@@ -15,15 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from au2rig.addon.demo import beat_frames
+from au2rig.addon.preview import render_preview
+from au2rig.core.animation.performance import scripted_performance
+from au2rig.core.animation.tracking_io import Tracking, read_tracking
+from au2rig.core.tracking.track import read_frames
 
-from addon.demo import beat_frames  # noqa: E402 (after the path is set)
-from addon.preview import render_preview  # noqa: E402 (after the path is set)
-from core.animation.performance import scripted_performance  # noqa: E402 (after the path is set)
-from core.animation.tracking_io import Tracking, read_tracking  # noqa: E402 (after the path is set)
-from core.tracking.track import read_frames  # noqa: E402 (after the path is set)
+ROOT = Path(__file__).resolve().parents[2]
 
 BEATS = ("smile", "blink", "brows up", "jaw open", "frown", "turn left")
 
