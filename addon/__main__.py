@@ -1,4 +1,4 @@
-"""``python -m addon <command>``: the same as the console script ``au2rig`` (see addon/cli.py)."""
+"""``python -m au2rig.addon <command>``: the same as the console script ``au2rig`` (see addon/cli.py)."""
 import sys
 
 from .cli import run

@@ -38,14 +38,15 @@ def missing_channels(obj, names) -> list[str]:
     return [n for n in names if n not in obj.keys()]
 
 
-def apply_tracking(arm_obj, tracking, *, channels="pose+au", start_frame: int = 1,
+def apply_tracking(arm_obj, tracking, *, channels="motion", start_frame: int = 1,
                    frame_step: int = 1, smoothing: float | None = None,
                    gains: dict | None = None, set_scene_fps: bool = False,
                    set_frame_range: bool = False, action_name: str | None = None,
                    cleanup: bool = False, scene=None):
     """Key ``tracking`` onto ``arm_obj``'s channel properties; return the new Action.
 
-    ``channels``: "pose+au" (default), "pose", "au", "all", or channel names.
+    ``channels``: "motion" (default: pose, AUs and gaze), "pose", "au", "gaze", "pose+au", "all",
+    or channel names.
     ``smoothing``: One Euro strength 0..1 (None / 0: off); ``gains``: channel or FACS code
     -> gain (``core.animation.filters.apply_gain``). ``set_scene_fps``: the scene's frame rate becomes
     the tracking's divided by ``frame_step``; ``set_frame_range``: the scene's start / end
@@ -170,7 +171,7 @@ def _data_path(rmap, e) -> str:
     return f'["{e.target}"]'
 
 
-def apply_map(obj, tracking, rmap, *, channels="pose+au", start_frame: int = 1, frame_step: int = 1,
+def apply_map(obj, tracking, rmap, *, channels="motion", start_frame: int = 1, frame_step: int = 1,
               smoothing: float | None = None, gains: dict | None = None,
               set_scene_fps: bool = False, set_frame_range: bool = False,
               action_name: str | None = None, cleanup: bool = False, scene=None,
@@ -230,7 +231,7 @@ class KeyOptions:
     retarget_map: str = "auto"   # auto, bdfm, a built-in map name, or custom (map_path)
     map_path: str = ""
     partial: bool = False
-    channels: str = "pose+au"
+    channels: str = "motion"
     start_frame: int = 1
     frame_step: int = 1
     smoothing: float = 0.0

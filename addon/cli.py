@@ -1,5 +1,5 @@
 """The console script ``au2rig``: one subcommand per task, the core's (``core/cli.py``) and the
-add-on's, which run Blender (``bpy``) headless. ``python -m addon <command>`` is the same.
+add-on's, which run Blender (``bpy``) headless. ``python -m au2rig.addon <command>`` is the same.
 
     au2rig demo [-o out] [--size 256] [--fps 30]
     au2rig contact-sheet -o sheet.png [--size 256] [--columns 8] [--seed 0] [--rig spec.toml] [--generator G.pt]

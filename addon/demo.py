@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from . import contact_sheet
-from ._core import LAYOUT, atomic_path, scripted_performance
+from ._core import LAYOUT, atomic_path, scripted_performance, select_channels
 
 CLIP_SIZE = (640, 360)
 
@@ -157,7 +157,7 @@ def run_demo(out_dir: Path, size: int = 256, fps: float = 30.0, progress: bool =
     scene.frame_start, scene.frame_end = 1, len(perf.params)
     for i in range(len(LAYOUT)):  # the character: the performer's identity and brows, neutral face
         arm_obj[LAYOUT.names[i]] = float(perf.params[0, i])
-    moving = np.r_[np.arange(len(LAYOUT))[LAYOUT.group_slice("pose")], np.arange(len(LAYOUT))[LAYOUT.group_slice("au")]]
+    moving = select_channels("motion")
     tracking = tracked["tracking"]
     animation = np.full_like(perf.params, np.nan)
     animation[tracking.frames[tracking.frames < len(animation)]] = tracking.params[tracking.frames < len(animation)]

@@ -23,8 +23,8 @@ class AU2RIG_PT_channels(bpy.types.Panel):
 
     def draw(self, context):
         obj = context.active_object
-        for group, title in (("pose", "Head pose"), ("au", "Action Units"), ("brow_style", "Brow style"),
-                             ("identity", "Identity")):
+        for group, title in (("pose", "Head pose"), ("gaze", "Gaze"), ("au", "Action Units"),
+                             ("brow_style", "Brow style"), ("identity", "Identity")):
             box = self.layout.box()
             box.label(text=title)
             col = box.column(align=True)

@@ -1,6 +1,6 @@
 """The actor beside the character: a video of a tracked clip with the rig animated from it.
 
-    python -m addon preview VIDEO -o preview.mp4 [--tracking T.csv|.json|.npz] [--size 360]
+    au2rig preview VIDEO -o preview.mp4 [--tracking T.csv|.json|.npz] [--size 360]
 
 Tracks the video (or reads a tracking file of it), keys the head pose and AU channels onto the
 built-in rig in bulk (the keys File > Import gives a user), and for every tracked frame renders the
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from . import contact_sheet
-from ._core import LAYOUT, atomic_path
+from ._core import LAYOUT, atomic_path, select_channels
 
 # (label, channels averaged) shown as bars under the character, FACS 0..5 scale
 BARS = (("blink", ("AU43_L", "AU43_R")), ("smile", ("AU12_L", "AU12_R")), ("jaw", ("AU26",)),
@@ -25,8 +25,8 @@ BARS = (("blink", ("AU43_L", "AU43_R")), ("smile", ("AU12_L", "AU12_R")), ("jaw"
 
 
 def preview_channels(layout=LAYOUT) -> np.ndarray:
-    """Indices of the channels keyed for the preview: head pose and AUs (the identity stays the rig's)."""
-    return np.r_[np.arange(len(layout))[layout.group_slice("pose")], np.arange(len(layout))[layout.group_slice("au")]]
+    """Indices of the channels keyed for the preview: head pose, AUs and gaze (the identity stays the rig's)."""
+    return np.asarray(select_channels("motion", layout))
 
 
 def _bars(width: int, params: np.ndarray | None, layout=LAYOUT) -> np.ndarray:
@@ -113,7 +113,7 @@ def render_preview(video, tracking, output, size: int = 360, progress: bool = Tr
 
 
 def main(args) -> int:
-    """``python -m addon preview`` (arguments parsed in addon/__main__.py)."""
+    """``au2rig preview`` (arguments parsed in addon/__main__.py)."""
     import sys
 
     from ._core import read_tracking, tracker

@@ -8,10 +8,13 @@ from ._core import VIDEO_SUFFIXES
 KEY_PROPS = {
     "target": bpy.props.StringProperty(name="Target", default="",
                                        description="Object to key (empty: the active object)"),
-    "channels": bpy.props.EnumProperty(name="Channels", default="pose+au",
-                                       items=(("pose+au", "Pose + AUs", "Head pose and Action Units"),
+    "channels": bpy.props.EnumProperty(name="Channels", default="motion",
+                                       items=(("motion", "Pose, AUs and Gaze", "Everything that moves: head pose, "
+                                               "Action Units and eye gaze"),
+                                              ("pose+au", "Pose + AUs", "Head pose and Action Units"),
                                               ("pose", "Pose", "Head pose only"),
                                               ("au", "AUs", "Action Units only"),
+                                              ("gaze", "Gaze", "Eye gaze only"),
                                               ("all", "All", "Every channel, identity and brow style too"))),
     "start_frame": bpy.props.IntProperty(name="Start Frame", default=1,
                                          description="Scene frame of the file's first row"),

@@ -1,7 +1,7 @@
 """Offline rig render: (parameter vector, image) pairs datasets for generator training.
 
 One implementation, :func:`render_pairs` (and the stepwise :class:`PairsJob` under it), serves
-the command line (``python -m addon render-pairs``) and the Blender operator
+the command line (``au2rig render-pairs``) and the Blender operator
 (``au2rig.render_pairs``, modal with progress and ESC). The dataset format, sampling, atomic
 writes, resume and ``verify`` live in ``core/datasets/pairs.py``.
 

@@ -1,4 +1,4 @@
-"""``python -m core <command>``: the core commands of ``au2rig`` (see core/cli.py)."""
+"""``python -m au2rig.core <command>``: the core commands of ``au2rig`` (see core/cli.py)."""
 import sys
 
 from .cli import main, run

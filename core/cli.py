@@ -1,7 +1,7 @@
 """The core commands of au2rig: tracking, face crops, training, evaluation, restamping.
 
 A table (:data:`COMMANDS`) that the console script ``au2rig`` (``addon/cli.py``) joins with the
-add-on's commands; ``python -m core <command>`` runs these alone.
+add-on's commands; ``python -m au2rig.core <command>`` runs these alone.
 
     au2rig track VIDEO -o OUT.csv [--overlay OUT.mp4|OUT.png] [--smoothing 0.3] [--neutral auto|none|FRAME]
                                   [--gain AU12=1.5 ...] [--backend mediapipe|fan] [--model M.onnx]
@@ -138,7 +138,7 @@ def _train_generator_arguments(p: argparse.ArgumentParser) -> None:
 
 def _train_regressor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("crops", nargs="+", metavar="FACES",
-                   help="unlabeled faces: image folders, images, videos, or crops files (python -m core faces); "
+                   help="unlabeled faces: image folders, images, videos, or crops files (au2rig faces); "
                         "known parameters in crops files are not used")
     p.add_argument("-o", "--output", required=True, help="run folder: checkpoint.pt, val_grid.png, history.json")
     p.add_argument("--generator", required=True, help="trained G (a train-generator checkpoint)")
@@ -155,13 +155,13 @@ def _train_regressor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validate-every", type=int, default=250, help="steps between validations (default 250)")
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default 250)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export", help="write F_seg + R as one ONNX model here (for python -m core track --model)")
+    p.add_argument("--export", help="write F_seg + R as one ONNX model here (for au2rig track --model)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _fit_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("crops", help="face crops file (python -m core faces)")
+    p.add_argument("crops", help="face crops file (au2rig faces)")
     p.add_argument("-o", "--output", required=True, help="NPZ of the fitted parameters (params, frame, source_index)")
     p.add_argument("--run", required=True, help="train-regressor checkpoint (its G, F_seg and, for --init "
                                                 "regressor, its R)")
@@ -176,7 +176,7 @@ def _fit_arguments(p: argparse.ArgumentParser) -> None:
 
 def _eval_image_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="image-path ONNX model (train-regressor --export)")
-    p.add_argument("crops", help="face crops file with parameters (python -m core faces --pairs ...)")
+    p.add_argument("crops", help="face crops file with parameters (au2rig faces --pairs ...)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
 
 
@@ -199,7 +199,7 @@ def _faces_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train_parser_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("crops", nargs="+", help="face-crops files (python -m core faces) with labels")
+    p.add_argument("crops", nargs="+", help="face-crops files (au2rig faces) with labels")
     p.add_argument("-o", "--output", required=True, help="run folder: checkpoint.pt, val_grid.png, history.json")
     p.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
     p.add_argument("--batch", type=int, default=16, help="crops per step (default 16)")
@@ -278,7 +278,7 @@ def _train_landmarks(args) -> int:
 
         net = adapt(net, args.videos, out, steps=args.adapt_steps, seed=args.seed)
     trained = {"steps": cfg.steps, "samples": cfg.samples, "seed": cfg.seed,
-               "adapted_on": [str(v) for v in args.videos], "command": "python -m core " + " ".join(sys.argv[1:])}
+               "adapted_on": [str(v) for v in args.videos], "command": "au2rig " + " ".join(sys.argv[1:])}
     if args.export:
         path = export_onnx(net, args.export, extra={"trained": trained})
         print(f"exported {path}", file=sys.stderr)
@@ -411,7 +411,7 @@ def build_parser(commands: dict[str, Command], prog: str, description: str) -> a
     return parser
 
 
-def main(argv=None, commands: dict[str, Command] = COMMANDS, prog: str = "python -m core") -> int:
+def main(argv=None, commands: dict[str, Command] = COMMANDS, prog: str = "python -m au2rig.core") -> int:
     """Run one command of ``commands``; errors propagate (see :func:`run`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = commands.get(argv[0]) if argv else None
@@ -421,7 +421,7 @@ def main(argv=None, commands: dict[str, Command] = COMMANDS, prog: str = "python
     return commands[args.command].run(args)
 
 
-def run(argv=None, commands: dict[str, Command] = COMMANDS, prog: str = "python -m core") -> int:
+def run(argv=None, commands: dict[str, Command] = COMMANDS, prog: str = "python -m au2rig.core") -> int:
     """:func:`main` for a console: a missing file, a bad value or a failed step is one line on
     stderr and exit status 1, not a traceback."""
     try:

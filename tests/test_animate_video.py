@@ -19,7 +19,7 @@ from au2rig.core.animation.tracking_io import read_tracking  # noqa: E402 (after
 from au2rig.core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
 from au2rig.core.tracking.track import TrackConfig  # noqa: E402 (after pytest.importorskip)
 
-POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]
+MOTION = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au", "gaze")]
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_a_smile_video_animates_the_rig(arm, clip_tracking, tmp_path, smile_clip
     action = arm.animation_data.action
     assert action is not None and action.name == "BDFM_tracking"
     fcs = {fc.data_path[2:-2]: fc for fc in action_fcurves(action)}
-    assert sorted(fcs) == sorted(POSE_AU)  # pose + AU channel properties
+    assert sorted(fcs) == sorted(MOTION)  # pose, AU and gaze channel properties
     n = (len(clip_tracking) + 1) // 2  # every second frame
     x, _ = keys(fcs["pose_yaw"])
     assert x.tolist() == list(range(10, 10 + n))  # first video frame on frame 10, one key per tracked frame

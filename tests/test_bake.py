@@ -12,7 +12,7 @@ from au2rig.core.animation.keyframes import CLEANUP_TOLERANCE  # noqa: E402 (aft
 from au2rig.core.animation.tracking_io import Tracking, write_csv  # noqa: E402 (after pytest.importorskip)
 from au2rig.core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
 
-POSE_AU = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au")]
+MOTION = [n for n in LAYOUT.names if LAYOUT.channels[LAYOUT.index[n]].group in ("pose", "au", "gaze")]
 
 
 @pytest.fixture
@@ -52,8 +52,8 @@ def test_keys_equal_the_tracked_values_on_the_mapped_frames(arm):
     else:  # 4.2 / 4.3: the action's own fcurves
         assert bpy.app.version < (4, 4, 0)
     fcs = curves_by_name(action)
-    assert sorted(fcs) == sorted(POSE_AU)  # pose + AUs, one fcurve each; no identity keys
-    assert action_groups(action) == ["Pose", "AUs"]
+    assert sorted(fcs) == sorted(MOTION)  # pose, AUs and gaze, one fcurve each; no identity keys
+    assert action_groups(action) == ["Pose", "AUs", "Gaze"]
     assert {fcs["pose_yaw"].group.name, fcs["AU12_L"].group.name} == {"Pose", "AUs"}
     ok = t.success
     frames = 1 + (t.frames - t.frames[0])  # the documented map with step 1
@@ -67,8 +67,8 @@ def test_keys_equal_the_tracked_values_on_the_mapped_frames(arm):
     scene = bpy.context.scene
     for row in (0, 7, 13, 39):
         scene.frame_set(int(frames[row]))
-        got = np.array([arm[n] for n in POSE_AU])
-        assert np.allclose(got, t.params[row, [LAYOUT.index[n] for n in POSE_AU]], atol=1e-5), row
+        got = np.array([arm[n] for n in MOTION])
+        assert np.allclose(got, t.params[row, [LAYOUT.index[n] for n in MOTION]], atol=1e-5), row
 
 
 def test_start_frame_step_and_scene_fps(arm):
@@ -101,7 +101,7 @@ def test_a_target_missing_channels_is_refused_before_anything_is_written(arm):
         apply_tracking(arm, make_tracking())
     assert len(bpy.data.actions) == 0
     plain = bpy.data.objects.new("Plain", None)
-    with pytest.raises(ValueError, match="pose_yaw, pose_pitch, pose_roll, AU01_L.* and 21 more"):
+    with pytest.raises(ValueError, match="pose_yaw, pose_pitch, pose_roll, AU01_L.* and 23 more"):
         apply_tracking(plain, make_tracking())
     assert len(bpy.data.actions) == 0
 
@@ -109,7 +109,7 @@ def test_a_target_missing_channels_is_refused_before_anything_is_written(arm):
 def test_a_tracking_of_another_layout_is_refused(arm):
     t = make_tracking()
     t.params = t.params[:, :50]
-    with pytest.raises(ValueError, match="50 parameters per frame; layout 1.0 has 99"):
+    with pytest.raises(ValueError, match="50 parameters per frame; layout 1.1 has 101"):
         apply_tracking(arm, t)
     assert len(bpy.data.actions) == 0
 
@@ -179,7 +179,7 @@ def test_groups_without_the_group_name_parameter(arm, monkeypatch):
     """Blender 4.4 / 4.5: channelbag.fcurves.new has no group_name; groups are made apart."""
     monkeypatch.setattr(bake, "_has_group_param", lambda bag: False)
     action = apply_tracking(arm, make_tracking())
-    assert action_groups(action) == ["Pose", "AUs"]
+    assert action_groups(action) == ["Pose", "AUs", "Gaze"]
     assert curves_by_name(action)["AU26"].group.name == "AUs"
 
 

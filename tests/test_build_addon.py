@@ -55,7 +55,7 @@ def test_vendored_extension_registers_adds_the_rig_and_unregisters(extension, tm
         ext = importlib.import_module("au2rig_ext")
         vendored = importlib.import_module("au2rig_ext.core.rig").load_rig()
         assert vendored.identity == load_rig().identity  # the same rig, loaded from inside the extension
-        assert len(importlib.import_module("au2rig_ext.core.animation.retarget").load_builtin("arkit52").entries) == 37
+        assert len(importlib.import_module("au2rig_ext.core.animation.retarget").load_builtin("arkit52").entries) == 45
         bpy.ops.wm.read_factory_settings(use_empty=True)
         ext.register()
         try:

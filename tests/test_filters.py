@@ -126,7 +126,7 @@ def test_smooth_errors():
     bad[6] = bad[4]
     with pytest.raises(ValueError, match="row 6 .* follows row 5"):
         smooth(p, bad, 0.5)
-    with pytest.raises(ValueError, match=r"params must be \(N, 99\)"):
+    with pytest.raises(ValueError, match=r"params must be \(N, 101\)"):
         smooth(p[:, :5], ts, 0.5)
 
 
@@ -173,7 +173,7 @@ def test_calibrate_formula():
     assert np.array_equal(cal[:, POSE], p[:, POSE])
     au_only = calibrate(p, base[AU])
     assert np.array_equal(au_only, cal)
-    with pytest.raises(ValueError, match="baseline must have length 99 or 26"):
+    with pytest.raises(ValueError, match="baseline must have length 101 or 26"):
         calibrate(p, np.zeros(5))
 
 

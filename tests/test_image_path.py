@@ -97,7 +97,7 @@ def test_regressor_shapes(nets):
         f = nets["parser"].features(torch.rand(3, 3, SIZE, SIZE))
         y = r.eval()(f.f_gb, f.regions)
     assert y.shape == (3, len(LAYOUT))
-    assert set(r.heads) == {"pose", "au", "identity", "brow_style"}
+    assert set(r.heads) == {"pose", "au", "identity", "brow_style", "gaze"}
     # each sub-regressor: fusion -> stride-2 conv + BN -> two SE attention blocks -> two FC
     head = r.heads["au"]
     assert head.conv.stride == (2, 2) and len(head.attention) == 2 and head.fc2.out_features == 26

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from au2rig.core.rig.layout import FACS_SCALE, LAYOUT
+from au2rig.core.rig.layout import EARLIER_LAYOUTS, FACS_SCALE, LAYOUT
 
 DISFA = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 BP4D = (6, 10, 12, 14, 17)
@@ -12,11 +12,18 @@ OPENFACE = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
 def test_groups_in_order_and_sized():
     groups = [c.group for c in LAYOUT.channels]
     order = [g for i, g in enumerate(groups) if i == 0 or groups[i - 1] != g]
-    assert order == ["pose", "au", "identity", "brow_style"]
+    assert order == ["pose", "au", "identity", "brow_style", "gaze"]
     assert LAYOUT.group_names("pose") == ("pose_yaw", "pose_pitch", "pose_roll")
+    assert LAYOUT.group_names("gaze") == ("gaze_yaw", "gaze_pitch")
     assert 24 <= len(LAYOUT.group_names("au")) <= 32
     assert len(LAYOUT.group_names("identity")) >= 60
     assert len(LAYOUT.group_names("brow_style")) >= 6
+
+
+def test_earlier_layouts_are_this_layouts_first_channels():
+    """Version 1.1 appended the gaze: files and models of 1.0 hold the first 99 channels."""
+    assert LAYOUT.version == "1.1" and EARLIER_LAYOUTS == {"1.0": 99}
+    assert LAYOUT.names[99:] == LAYOUT.group_names("gaze")
 
 
 def test_au_channels_cover_the_evaluation_sets_and_splits():

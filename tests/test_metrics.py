@@ -157,7 +157,7 @@ def test_au_report_drops_frames_without_face_and_checks_shapes():
     rep = au_report(pred, true)
     assert rep["n_frames"] == 30 and rep["n_au_frames"] == 29 and rep["n_pose_frames"] == 28
     assert rep["mean"]["mae"] == 0
-    with pytest.raises(ValueError, match=r"pred_params must be \(N, 99\)"):
+    with pytest.raises(ValueError, match=r"pred_params must be \(N, 101\)"):
         au_report(pred[:, :98], true)
     with pytest.raises(ValueError, match="29 frames, true_params 30"):
         au_report(pred[:29], true)

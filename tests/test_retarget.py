@@ -131,18 +131,22 @@ def arkit_mesh():
 
 
 def test_arkit_shape_keys_receive_the_map_values(arkit_mesh):
-    t = tracking([{"AU12_L": 1.0, "AU43_R": 0.5, "AU26": 0.8}, {"AU01_L": 1.0, "AU25": 0.4, "AU26": 0.8},
-                  {}])
+    t = tracking([{"AU12_L": 1.0, "AU43_R": 0.5, "AU26": 0.8, "gaze_yaw": 15.0},
+                  {"AU01_L": 1.0, "AU25": 0.4, "AU26": 0.8, "gaze_pitch": -12.5}, {}])
     assert detect_map(arkit_mesh)[0] == "arkit52"
     action, report = apply_map(arkit_mesh, t, load_builtin("arkit52"), start_frame=1)
     keys = arkit_mesh.data.shape_keys
     assert keys.animation_data.action == action and action_groups(action) == ["Shape keys"]
     curves = {fc.data_path: fc for fc in action_fcurves(action)}
-    assert len(curves) == 37 and 'key_blocks["eyeLookUpLeft"].value' not in curves
+    assert len(curves) == 45 and 'key_blocks["eyeLookUpLeft"].value' in curves
+    # gaze: 1.0 at 30 degrees across, 25 up or down; looking to the subject's left turns the left
+    # eye out and the right eye in
     for frame, want in ((1, {"mouthSmileLeft": 1.0, "mouthSmileRight": 0.0, "eyeBlinkRight": 0.5,
-                             "eyeBlinkLeft": 0.0, "jawOpen": 0.8, "mouthClose": 0.8}),
-                        (2, {"browInnerUp": 0.5, "mouthLowerDownLeft": 0.2, "mouthClose": 0.4}),
-                        (3, {"jawOpen": 0.0, "browInnerUp": 0.0})):
+                             "eyeBlinkLeft": 0.0, "jawOpen": 0.8, "mouthClose": 0.8, "eyeLookOutLeft": 0.5,
+                             "eyeLookInRight": 0.5, "eyeLookInLeft": 0.0, "eyeLookOutRight": 0.0}),
+                        (2, {"browInnerUp": 0.5, "mouthLowerDownLeft": 0.2, "mouthClose": 0.4,
+                             "eyeLookDownLeft": 0.5, "eyeLookDownRight": 0.5, "eyeLookUpLeft": 0.0}),
+                        (3, {"jawOpen": 0.0, "browInnerUp": 0.0, "eyeLookOutLeft": 0.0})):
         bpy.context.scene.frame_set(frame)
         for name, v in want.items():
             assert keys.key_blocks[name].value == pytest.approx(v, abs=1e-6), (frame, name)
@@ -158,7 +162,7 @@ def test_missing_shape_keys_are_named_and_leave_no_action(arkit_mesh):
     assert len(bpy.data.actions) == n and arkit_mesh.data.shape_keys.animation_data is None
     action, report = apply_map(arkit_mesh, tracking([{"AU12_L": 1}]), load_builtin("arkit52"), partial=True)
     assert report.skipped == ["mouthSmileLeft", "jawOpen"] and "skipped: mouthSmileLeft, jawOpen" in report.text()
-    assert len(action_fcurves(action)) == 35
+    assert len(action_fcurves(action)) == 43
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_csv_columns_and_values(tmp_path):
         rows = list(csv.reader(f))
     header = rows[0]
     assert header == list(csv_columns())
-    assert header[:7] == ["frame", "timestamp", "confidence", "success",
+    assert header[:9] == ["frame", "timestamp", "confidence", "success", "gaze_angle_x", "gaze_angle_y",
                           "pose_Rx", "pose_Ry", "pose_Rz"]
     au_cols = [h for h in header if h.endswith("_r") and h.startswith("AU")]
     assert au_cols == [f"AU{c:02d}_r" for c in sorted(LAYOUT.eval_codes())]
@@ -224,7 +224,7 @@ def test_json_errors_name_file_frame_and_field(tmp_path):
     doc = json.loads(path.read_text())
     doc["frames"][5]["params"] = doc["frames"][5]["params"][:-1]
     path.write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match=r"t\.json: frame 5, field 'params': shape \(98,\), expected \(99,\)"):
+    with pytest.raises(ValueError, match=r"t\.json: frame 5, field 'params': shape \(100,\), expected \(101,\)"):
         read_tracking(path)
     doc = json.loads(write_json(make_tracking(), path).read_text())
     doc["frames"][2]["params"][4] = "x"
@@ -258,7 +258,7 @@ def test_npz_errors_name_file_and_array(tmp_path):
     good = dict(np.load(path))
     bad = dict(good, params=good["params"][:, :98])
     np.savez(path, **bad)
-    with pytest.raises(ValueError, match=r"t\.npz: params must have shape \(12, 99\).*got \(12, 98\)"):
+    with pytest.raises(ValueError, match=r"t\.npz: params must have shape \(12, 101\).*got \(12, 98\)"):
         read_tracking(path)
     bad = {k: v for k, v in good.items() if k != "landmarks"}
     np.savez(path, **bad)
@@ -266,7 +266,7 @@ def test_npz_errors_name_file_and_array(tmp_path):
         read_tracking(path)
     bad = dict(good, layout_channels=np.array(json.dumps(list(LAYOUT.names[:-1]))))
     np.savez(path, **bad)
-    with pytest.raises(ValueError, match=r"t\.npz: layout has 98 channels, expected 99"):
+    with pytest.raises(ValueError, match=r"t\.npz: layout has 100 channels, expected 101"):
         read_tracking(path)
     p = good["params"].copy()
     p[4, I["AU26"]] = np.nan
@@ -284,7 +284,7 @@ def test_writers_refuse_bad_tracking(tmp_path):
         write_csv(t, tmp_path / "t.csv")
     t = make_tracking()
     t.params = t.params[:, :98]
-    with pytest.raises(ValueError, match=r"params must have shape \(12, 99\)"):
+    with pytest.raises(ValueError, match=r"params must have shape \(12, 101\)"):
         write_json(t, tmp_path / "t.json")
     assert os.listdir(tmp_path) == []
 

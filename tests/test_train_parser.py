@@ -69,7 +69,7 @@ def test_a_few_steps_lower_the_loss(files, tmp_path):
     assert grid.shape[1] == 3 * SIZE + 4 and grid.shape[0] >= 2 * SIZE
     # export: the project's parser file, with the crop geometry in its meta
     model, state = tp.load_trained_parser(ckpt)
-    path = tp.export_parser(model, tmp_path / "parser.pt", state, "python -m core train-parser ...")
+    path = tp.export_parser(model, tmp_path / "parser.pt", state, "au2rig train-parser ...")
     loaded = load_face_parser(path)
     assert loaded.meta["crop_size"] == SIZE and loaded.meta["eye_distance"] == crops.EYE_DISTANCE
     assert loaded.meta["trained"]["steps"] == 24 and loaded.meta["classes"][1] == "skin"

@@ -1,6 +1,6 @@
 """One bench command: every figure of the project beside what it is compared to, measured in one run.
 
-    python -m addon bench [--preset small|full] [-o out/bench]
+    au2rig bench [--preset small|full] [-o out/bench]
 
 Rows (each measured in the same run as its comparison):
 
@@ -458,7 +458,7 @@ def run_bench(out_dir, preset: str = "small", progress: bool = True, log=None) -
              f"whole bench {seconds:.0f} s; each speed figure is a ratio to its comparison measured in this run",
              f"recovery clips are cached by content in `{out_dir / 'recovery'}`: a rerun tracks them again without "
              "rendering (rows 5a/5b then take seconds)",
-             "command: `python -m addon bench --preset " + preset + "`"]
+             "command: `au2rig bench --preset " + preset + "`"]
     table = format_table(rows)
     markdown = format_markdown(rows, f"au2rig bench ({preset})", notes, charts)
     path = out_dir / "BENCH.md"

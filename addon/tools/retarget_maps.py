@@ -1,7 +1,7 @@
 """Write the built-in retarget maps of ``rigs/maps/`` (a development tool, not in the extension).
 
-    python -m addon.tools.retarget_maps            # bdfm.json, arkit52.json
-    python -m addon.tools.retarget_maps --rigify   # also rigify_face.json (generates Blender's Rigify face rig)
+    python -m au2rig.addon.tools.retarget_maps            # bdfm.json, arkit52.json
+    python -m au2rig.addon.tools.retarget_maps --rigify   # also rigify_face.json (generates Blender's Rigify face rig)
 
 The Rigify map is written in *face* terms (metres up / out / forward, degrees about world axes
 of a character standing at the origin facing -Y, as Blender's human meta-rig does) and converted
@@ -32,9 +32,7 @@ def bdfm_map() -> RetargetMap:
 
 # --- ARKit 52 -----------------------------------------------------------------------------------
 
-ARKIT_UNMAPPED = (  # no Action Unit of the layout drives them
-    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
-    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight",  # gaze is not tracked
+ARKIT_UNMAPPED = (  # no channel of the layout drives them
     "jawForward",  # AU29
     "mouthLeft", "mouthRight",  # whole mouth sideways: no AU in the layout
     "mouthRollLower", "mouthRollUpper",  # AU28 lip suck
@@ -43,11 +41,26 @@ ARKIT_UNMAPPED = (  # no Action Unit of the layout drives them
 )
 
 
+# ARKit's eyeLook* shapes at 1.0: the eye turned this far (degrees; ARKit does not say, these are
+# about the range of a comfortable eye turn)
+ARKIT_LOOK_DEGREES = {"gaze_yaw": 30.0, "gaze_pitch": 25.0}
+
+
 def arkit_map() -> RetargetMap:
     e = []
 
     def add(name, terms, clamp=(0.0, 1.0)):
         e.append(Entry(name, terms, clamp=clamp))
+
+    yaw, pitch = (1.0 / ARKIT_LOOK_DEGREES[c] for c in ("gaze_yaw", "gaze_pitch"))
+    # looking toward the subject's left turns the left eye out and the right eye in
+    add("eyeLookOutLeft", {"gaze_yaw": yaw})
+    add("eyeLookInRight", {"gaze_yaw": yaw})
+    add("eyeLookInLeft", {"gaze_yaw": -yaw})
+    add("eyeLookOutRight", {"gaze_yaw": -yaw})
+    for side in ("Left", "Right"):
+        add(f"eyeLookUp{side}", {"gaze_pitch": pitch})
+        add(f"eyeLookDown{side}", {"gaze_pitch": -pitch})
 
     for side, s in (("Left", "L"), ("Right", "R")):
         add(f"eyeBlink{side}", {f"AU43_{s}": 1.0})
@@ -136,8 +149,9 @@ def _channels(au: str, side: str) -> list[str]:
     return [f"{au}_{side}"] if f"{au}_{side}" in LAYOUT.index else [au]
 
 
-def rigify_map(rest: dict[str, np.ndarray]) -> RetargetMap:
-    """``rest``: control bone name -> 3x3 rest rotation (bone axes in armature space)."""
+def rigify_map(rest: dict[str, np.ndarray], eye_target_distance: float = 0.31) -> RetargetMap:
+    """``rest``: control bone name -> 3x3 rest rotation (bone axes in armature space);
+    ``eye_target_distance``: how far the eye target ("eyes") sits in front of the eyeballs (m)."""
     acc: dict[tuple[str, str, int], dict[str, float]] = {}
 
     def put(bone, prop, vec_world, channel):
@@ -158,6 +172,11 @@ def rigify_map(rest: dict[str, np.ndarray]) -> RetargetMap:
     for ch, turns in TURNS.items():
         for bone, axis, deg in turns:
             put(bone, "rotation_euler", np.asarray(axis) * math.radians(deg), ch)
+    # gaze: the eyes' common target moves across by distance x angle (the eyes turn by its
+    # arctangent: within 3% of the angle up to 17 degrees, 9% at 30)
+    per_degree = eye_target_distance * math.pi / 180.0
+    put("eyes", "location", (per_degree, 0.0, 0.0), "gaze_yaw")
+    put("eyes", "location", (0.0, 0.0, per_degree), "gaze_pitch")
     entries = tuple(Entry(b, {k: v for k, v in t.items() if v}, prop=p, index=i)
                     for (b, p, i), t in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))
                     if any(t.values()))
@@ -165,7 +184,8 @@ def rigify_map(rest: dict[str, np.ndarray]) -> RetargetMap:
         "Rigify face", "bones", entries,
         "The face of the rig Rigify generates from Blender's human meta-rig (Blender 4.x / 5.x): "
         "control bones (no DEF-/ORG-/MCH- prefix) moved in their rest axes, metres and radians; "
-        "jaw_master turns for AU26 / AU30, neck + head for the pose (40 % / 60 %). Rotations are "
+        "jaw_master turns for AU26 / AU30, neck + head for the pose (40 % / 60 %), the eye target "
+        "('eyes') moved across for the gaze. Rotations are "
         "written as Euler XYZ and keyed as quaternions on Rigify's quaternion bones. .L = the "
         "subject's left, as the layout's _L.")
 
@@ -185,6 +205,12 @@ def rigify_rest(rig) -> dict[str, np.ndarray]:
     return {b.name: np.array(b.matrix_local.to_3x3()) for b in rig.data.bones}
 
 
+def eye_target_distance(rig) -> float:
+    """How far the eye targets sit in front of the eyeballs in a generated Rigify rig (m)."""
+    bones = rig.data.bones
+    return float(np.mean([abs(bones[f"eye.{s}"].head_local.y - bones[f"ORG-eye.{s}"].head_local.y) for s in "LR"]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rigify", action="store_true", help="also generate the Rigify face map (bpy)")
@@ -196,7 +222,8 @@ def main(argv=None) -> int:
         import bpy
 
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        save_map(rigify_map(rigify_rest(generate_rigify_rig())), a.out / "rigify_face.json")
+        rig = generate_rigify_rig()
+        save_map(rigify_map(rigify_rest(rig), eye_target_distance(rig)), a.out / "rigify_face.json")
     print(f"wrote maps to {a.out}")
     return 0
 

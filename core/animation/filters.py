@@ -129,12 +129,14 @@ class GroupSmoothing:
 # Pose in degrees: a 60 deg/s turn raises the cutoff by ~1.8 Hz. AUs in 0..1: a blink
 # (0 -> 1 in ~0.1 s, 10 /s) raises it by ~15 Hz, so blinks survive strong smoothing.
 # Identity is one face per video, smoothed hard; brow styles are discrete (one-hot) and
-# would stop being one-hot if low-passed, so they pass through.
+# would stop being one-hot if low-passed, so they pass through. Gaze in degrees moves in
+# saccades (10 deg in ~40 ms, 250 deg/s raises the cutoff by ~12 Hz) and rests in between.
 GROUP_SETTINGS: dict[str, GroupSmoothing] = {
     "pose": GroupSmoothing(min_cutoff=0.5, beta=0.03, d_cutoff=1.0),
     "au": GroupSmoothing(min_cutoff=0.8, beta=1.5, d_cutoff=1.0),
     "identity": GroupSmoothing(min_cutoff=0.05, beta=0.0, d_cutoff=1.0),
     "brow_style": GroupSmoothing(min_cutoff=None),
+    "gaze": GroupSmoothing(min_cutoff=0.8, beta=0.05, d_cutoff=1.0),
 }
 LIGHT_CUTOFF_HZ = 25.0  # min_cutoff as strength -> 0 (barely any smoothing at video rates)
 

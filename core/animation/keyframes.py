@@ -34,21 +34,23 @@ from ..rig.layout import GROUPS, LAYOUT, ParameterLayout
 from .filters import apply_gain, gain_channels, smooth
 
 CHANNEL_SETS = {
+    "motion": ("pose", "au", "gaze"),
     "pose": ("pose",),
     "au": ("au",),
+    "gaze": ("gaze",),
     "pose+au": ("pose", "au"),
     "all": GROUPS,
 }
 """Names of channel selections -> layout groups they key."""
 
-GROUP_LABELS = {"pose": "Pose", "au": "AUs", "identity": "Identity", "brow_style": "Brow style"}
+GROUP_LABELS = {"pose": "Pose", "au": "AUs", "identity": "Identity", "brow_style": "Brow style", "gaze": "Gaze"}
 """Action group (channel group in Blender's editors) of each layout group's fcurves."""
 
-CLEANUP_TOLERANCE = {"pose": 0.01, "au": 0.001, "identity": 0.001, "brow_style": 0.001}
+CLEANUP_TOLERANCE = {"pose": 0.01, "au": 0.001, "identity": 0.001, "brow_style": 0.001, "gaze": 0.01}
 """Default clean-up tolerance per layout group, in the channel's unit (pose degrees, 0..1)."""
 
 
-def select_channels(channels="pose+au", layout: ParameterLayout = LAYOUT) -> list[int]:
+def select_channels(channels="motion", layout: ParameterLayout = LAYOUT) -> list[int]:
     """Layout indices of a selection: a name of :data:`CHANNEL_SETS` or channel names."""
     if isinstance(channels, str):
         if channels not in CHANNEL_SETS:
@@ -150,7 +152,7 @@ class KeyPlan:
     tolerances: list[float]
 
 
-def plan_keys(tracking, channels="pose+au", *, start_frame: int = 1, frame_step: int = 1,
+def plan_keys(tracking, channels="motion", *, start_frame: int = 1, frame_step: int = 1,
               smoothing: float | None = None, gains: dict | None = None,
               layout: ParameterLayout = LAYOUT) -> KeyPlan:
     """Smooth (strength 0..1, over every row), apply gains, select channels, map frames."""

@@ -2,7 +2,7 @@
 
 A map is a JSON file (built-in ones in ``rigs/maps/``)::
 
-    {"format": "au2rig-retarget", "version": 1, "layout": "1.0",
+    {"format": "au2rig-retarget", "version": 1, "layout": "1.1",
      "name": "ARKit 52", "kind": "shape_keys", "description": "...",
      "entries": [
         {"shape_key": "mouthSmileLeft", "terms": {"AU12_L": 1.0}, "clamp": [0, 1]},
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rig.layout import LAYOUT, ParameterLayout
+from ..rig.layout import EARLIER_LAYOUTS, LAYOUT, ParameterLayout
 from ..util.atomic import atomic_path
 from ..util.untrusted import reading
 from .keyframes import CLEANUP_TOLERANCE, GROUP_LABELS
@@ -171,8 +171,9 @@ def parse_map(data, source: str = "<map>", layout: ParameterLayout = LAYOUT) -> 
         raise MapError(f"{source}: field 'format' must be {FORMAT!r}, got {data.get('format')!r}")
     if data.get("version") != VERSION:
         raise MapError(f"{source}: unsupported version {data.get('version')!r} (this reader: {VERSION})")
-    if data.get("layout", layout.version) != layout.version:
-        raise MapError(f"{source}: made for layout {data['layout']!r}; this layout is {layout.version}")
+    made_for = data.get("layout", layout.version)
+    if made_for != layout.version and made_for not in EARLIER_LAYOUTS:  # an earlier one names channels that stay
+        raise MapError(f"{source}: made for layout {made_for!r}; this layout is {layout.version}")
     name, kind = data.get("name"), data.get("kind")
     if not isinstance(name, str) or not name:
         raise MapError(f"{source}: field 'name' (a non-empty string) is required")

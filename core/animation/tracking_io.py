@@ -7,6 +7,9 @@ Rows without a face have ``success`` False, ``confidence`` 0 and NaN params/land
 
 CSV columns, in order
     ``frame, timestamp, confidence, success`` (success 1/0);
+    ``gaze_angle_x, gaze_angle_y``: the eyes' direction in **radians**, mean of both eyes, in
+    OpenFace's convention (x + looking toward the image's right, the subject's left; y + looking
+    down): ``gaze_angle_x = radians(gaze_yaw)``, ``gaze_angle_y = -radians(gaze_pitch)``;
     ``pose_Rx, pose_Ry, pose_Rz``: head rotation in **radians** in OpenFace's convention
     (camera frame x right, y down, z away from the camera; Rx pitch, Ry yaw, Rz roll; by the
     right-hand rule). From our degrees (yaw + toward the subject's left, pitch + chin up,
@@ -36,13 +39,16 @@ Rows without a face
 Numbers are written with Python's shortest round-trip repr, so CSV round trips are exact.
 The CSV carries no metadata; on reading, ``fps`` is estimated from the timestamps and
 ``meta`` says where the data came from. The JSON and NPZ twins carry ``fps``, ``meta`` and
-the layout (version and channel names), checked against ``LAYOUT`` on reading.
+the layout (version and channel names), checked against ``LAYOUT`` on reading. Files of an
+earlier layout this one extends (``layout.EARLIER_LAYOUTS``: 1.0, before the gaze) read with the
+added channels at neutral.
 
 OpenFace's own CSV (its columns only, no layout channels) reads too: each layout AU
 channel takes ``AU{code}_r / 5`` of its FACS code, else of the first other code it reports
 as (AU43_L/R take AU45_r), clipped to 0..1, and both sides of a split channel take the
 same value; AUs OpenFace does not estimate (18, 22, 24, 30, 43 without 45) are 0; the
-pose is the inverse of the mapping above; identity and brow style are neutral. Column
+pose and gaze are the inverse of the mappings above (gaze neutral without OpenFace's gaze
+columns); identity and brow style are neutral. Column
 names are stripped of spaces (OpenFace writes ``", "`` separators); extra columns are
 ignored. Frames keep OpenFace's numbering (from 1).
 
@@ -62,7 +68,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..rig.layout import FACS_SCALE, LAYOUT, ParameterLayout
+from ..rig.layout import EARLIER_LAYOUTS, FACS_SCALE, LAYOUT, ParameterLayout
 from ..util.atomic import atomic_write
 from ..util.untrusted import reading
 
@@ -71,6 +77,7 @@ FORMAT_VERSION = 1
 N_LANDMARKS = 68
 BASE_COLUMNS = ("frame", "timestamp", "confidence", "success")
 POSE_COLUMNS = ("pose_Rx", "pose_Ry", "pose_Rz")
+GAZE_COLUMNS = ("gaze_angle_x", "gaze_angle_y")
 LANDMARK_COLUMNS = (tuple(f"x_{i}" for i in range(N_LANDMARKS))
                     + tuple(f"y_{i}" for i in range(N_LANDMARKS)))
 
@@ -160,13 +167,25 @@ def pose_from_openface(rxyz) -> np.ndarray:
     return np.stack([-r[..., 1], -r[..., 0], r[..., 2]], axis=-1)
 
 
+def gaze_to_openface(gaze_deg) -> np.ndarray:
+    """(..., 2) gaze yaw, pitch in our degrees -> (..., 2) OpenFace gaze_angle_x, _y in radians."""
+    g = np.radians(np.asarray(gaze_deg, dtype=np.float64))
+    return np.stack([g[..., 0], -g[..., 1]], axis=-1)
+
+
+def gaze_from_openface(xy) -> np.ndarray:
+    """(..., 2) OpenFace gaze_angle_x, _y in radians -> (..., 2) our gaze yaw, pitch in degrees."""
+    g = np.degrees(np.asarray(xy, dtype=np.float64))
+    return np.stack([g[..., 0], -g[..., 1]], axis=-1)
+
+
 def au_columns(layout: ParameterLayout = LAYOUT) -> tuple[str, ...]:
     return tuple(f"AU{c:02d}_r" for c in layout.eval_codes())
 
 
 def csv_columns(layout: ParameterLayout = LAYOUT) -> tuple[str, ...]:
     """Every column :func:`write_csv` writes, in order."""
-    return BASE_COLUMNS + POSE_COLUMNS + au_columns(layout) + LANDMARK_COLUMNS + layout.names
+    return BASE_COLUMNS + GAZE_COLUMNS + POSE_COLUMNS + au_columns(layout) + LANDMARK_COLUMNS + layout.names
 
 
 # --- atomic writing -----------------------------------------------------------------------
@@ -203,6 +222,7 @@ def write_csv(tracking: Tracking, path, layout: ParameterLayout = LAYOUT) -> Pat
     au = layout.group_slice("au")
     facs = t.params[:, au] @ layout.eval_matrix().T * FACS_SCALE
     rx = pose_to_openface(t.params[:, layout.group_slice("pose")])
+    gaze = gaze_to_openface(t.params[:, layout.group_slice("gaze")])
     lms = np.concatenate([t.landmarks[:, :, 0], t.landmarks[:, :, 1]], axis=1)
 
     def write(f):
@@ -212,7 +232,7 @@ def write_csv(tracking: Tracking, path, layout: ParameterLayout = LAYOUT) -> Pat
             ok = bool(t.success[i])
             head = [str(int(t.frames[i])), _fmt(t.timestamps[i]), _fmt(t.confidence[i]),
                     "1" if ok else "0"]
-            values = np.concatenate([rx[i], facs[i], lms[i], t.params[i]])
+            values = np.concatenate([gaze[i], rx[i], facs[i], lms[i], t.params[i]])
             w.writerow(head + [_fmt(v) if ok else "" for v in values])
 
     return _atomic_write(path, write, binary=False)
@@ -245,7 +265,12 @@ def _read_csv(path: Path, layout: ParameterLayout) -> Tracking:
     col = {h: i for i, h in enumerate(header)}
     ours = any(name in col for name in layout.names)
     openface = not ours
-    required = BASE_COLUMNS + POSE_COLUMNS + (() if openface else LANDMARK_COLUMNS + layout.names)
+    # an earlier layout's CSV has the first channels only; the rest read neutral
+    stored = len(layout)
+    if ours and not all(name in col for name in layout.names):
+        stored = max((n for n in EARLIER_LAYOUTS.values() if all(name in col for name in layout.names[:n])),
+                     default=len(layout))
+    required = BASE_COLUMNS + POSE_COLUMNS + (() if openface else LANDMARK_COLUMNS + layout.names[:stored])
     for name in required:
         if name not in col:
             kind = "OpenFace CSV" if openface else f"au2rig CSV (layout {layout.version})"
@@ -259,7 +284,7 @@ def _read_csv(path: Path, layout: ParameterLayout) -> Tracking:
     success = np.zeros(n, bool)
     params = np.full((n, len(layout)), np.nan)
     lms = np.full((n, N_LANDMARKS, 2), np.nan)
-    pose = layout.group_slice("pose")
+    pose, gaze = layout.group_slice("pose"), layout.group_slice("gaze")
     for r, row in enumerate(rows[1:]):
         line = r + 2
         if len(row) != len(header):
@@ -286,10 +311,13 @@ def _read_csv(path: Path, layout: ParameterLayout) -> Tracking:
             lms[r, :, 0] = [num(f"x_{i}", True) for i in range(N_LANDMARKS)]
             lms[r, :, 1] = [num(f"y_{i}", True) for i in range(N_LANDMARKS)]
         if not openface:
-            params[r] = [num(name) for name in layout.names]
+            params[r] = layout.neutral()
+            params[r, :stored] = [num(name) for name in layout.names[:stored]]
             continue
         params[r] = layout.neutral()
         params[r, pose] = pose_from_openface([num(c) for c in POSE_COLUMNS])
+        if all(c in col for c in GAZE_COLUMNS):
+            params[r, gaze] = gaze_from_openface([num(c) for c in GAZE_COLUMNS])
         for k, ch in enumerate(layout.au_channels):
             j = layout.group_slice("au").start + k
             for code in (ch.facs,) + tuple(c for c in ch.eval_as if c != ch.facs):
@@ -334,16 +362,32 @@ def write_json(tracking: Tracking, path, layout: ParameterLayout = LAYOUT) -> Pa
     return _atomic_write(path, lambda f: f.write(text), binary=False)
 
 
-def _check_layout(path, version, names, layout: ParameterLayout) -> None:
-    if version != layout.version:
+def _check_layout(path, version, names, layout: ParameterLayout) -> int:
+    """How many of the layout's channels the file holds: all, or an earlier layout's first ones."""
+    expected = len(layout) if version == layout.version else EARLIER_LAYOUTS.get(version)
+    if expected is None:
         raise ValueError(f"{path}: layout version {version!r}, this au2rig reads "
-                         f"{layout.version!r}")
+                         f"{layout.version!r} (and {', '.join(EARLIER_LAYOUTS)})")
     names = list(names)
     for i, (got, want) in enumerate(zip(names, layout.names)):
         if got != want:
             raise ValueError(f"{path}: layout channel {i} is {got!r}, expected {want!r}")
-    if len(names) != len(layout):
-        raise ValueError(f"{path}: layout has {len(names)} channels, expected {len(layout)}")
+    if len(names) != expected:
+        raise ValueError(f"{path}: layout has {len(names)} channels, expected {expected} (layout {version})")
+    return expected
+
+
+def _widen(params: np.ndarray, layout: ParameterLayout, stored: int) -> np.ndarray:
+    """(N, stored) parameters of an earlier layout -> (N, P), the added channels at neutral (NaN
+    rows stay NaN); anything else as it is (the shape check names what is wrong)."""
+    params = np.asarray(params)
+    if stored == len(layout) or params.ndim != 2 or params.shape[1] != stored:
+        return params
+    params = params.astype(np.float64)
+    out = np.tile(layout.neutral(), (len(params), 1))
+    out[:, :params.shape[1]] = params
+    out[~np.isfinite(params).all(1)] = np.nan
+    return out
 
 
 def _json_values(path, value, shape: tuple[int, ...], frame, field_name: str) -> np.ndarray:
@@ -377,7 +421,7 @@ def _read_json(path: Path, layout: ParameterLayout) -> Tracking:
     lay = doc["layout"]
     if not isinstance(lay, dict) or not isinstance(doc["frames"], list):
         raise ValueError(f"{path}: field 'layout' must be an object and 'frames' a list")
-    _check_layout(path, lay.get("version"), lay.get("channels", []), layout)
+    stored = _check_layout(path, lay.get("version"), lay.get("channels", []), layout)
     n = len(doc["frames"])
     frames, ts, conf = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
     success = np.zeros(n, bool)
@@ -405,7 +449,8 @@ def _read_json(path: Path, layout: ParameterLayout) -> Tracking:
                              f"{fr['success']!r} is not true/false")
         success[i] = fr["success"]
         if success[i]:
-            params[i] = _json_values(path, fr["params"], (len(layout),), frames[i], "params")
+            params[i] = _widen(_json_values(path, fr["params"], (stored,), frames[i], "params")[None], layout,
+                               stored)[0]
             bad = np.flatnonzero(~np.isfinite(params[i]))
             if len(bad):
                 raise ValueError(f"{path}: frame {frames[i]}, field 'params', channel "
@@ -448,9 +493,9 @@ def _read_npz(path: Path, layout: ParameterLayout) -> Tracking:
         if str(z["format"]) != FORMAT:
             raise ValueError(f"{path}: array 'format' is {str(z['format'])!r}, "
                              f"expected {FORMAT!r}")
-        _check_layout(path, str(z["layout_version"]), json.loads(str(z["layout_channels"])),
-                      layout)
+        stored = _check_layout(path, str(z["layout_version"]), json.loads(str(z["layout_channels"])), layout)
         arrays = {name: z[name] for name in NPZ_ARRAYS}
+        arrays["params"] = _widen(arrays["params"], layout, stored)
         fps, meta = float(z["fps"]), json.loads(str(z["meta"]))
     for name in ("timestamps", "confidence", "params", "landmarks"):
         if not np.issubdtype(arrays[name].dtype, np.number):

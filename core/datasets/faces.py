@@ -7,8 +7,8 @@ optional known parameters for rig renders and optional 19-class face-parsing lab
 stored as one ``.npz``; :func:`collect_faces` cuts them from images and videos,
 :func:`crops_from_pairs` from a finished pairs dataset (core/datasets/pairs.py).
 
-    python -m core faces SOURCES... -o OUT.npz [--every N] [--max-per-source N] [--no-labels]
-    python -m core faces --pairs DIR [--split val] [--detect] [--max-count N] -o OUT.npz
+    au2rig faces SOURCES... -o OUT.npz [--every N] [--max-per-source N] [--no-labels]
+    au2rig faces --pairs DIR [--split val] [--detect] [--max-count N] -o OUT.npz
 """
 from __future__ import annotations
 
@@ -455,7 +455,7 @@ def contact_sheet(crops: FaceCrops, indices=None, columns: int = 8, alpha: float
 
 # --- command line -------------------------------------------------------------------------------------------
 def main(args) -> int:
-    """``python -m core faces`` (arguments parsed in core/__main__.py)."""
+    """``au2rig faces`` (arguments parsed in core/__main__.py)."""
     if not args.pairs and not args.sources:
         raise ValueError("give image / video / folder SOURCES, or --pairs DIR")
     if args.pairs and args.sources:

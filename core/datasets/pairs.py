@@ -271,7 +271,7 @@ class Manifest:
         if d.get("format_version") == 1:
             raise PairsError(f"{where}: written by an earlier au2rig (format_version 1), whose rig hash "
                              f"{d.get('rig_hash')!r} depended on the CPU that computed it; render the "
-                             f"dataset again into a new folder (python -m addon render-pairs ...)")
+                             f"dataset again into a new folder (au2rig render-pairs ...)")
         if d.get("format_version") != FORMAT_VERSION:
             raise PairsError(f"{where}: format_version {d.get('format_version')!r} is not supported "
                              f"(this code reads {FORMAT_VERSION})")

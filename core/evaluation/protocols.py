@@ -624,7 +624,7 @@ def tracker_predictor(config=None, progress: bool = False) -> Callable:
 
 
 # --- command line -------------------------------------------------------------------------------
-def protocol_parser(prog: str = "python -m core eval-dataset") -> argparse.ArgumentParser:
+def protocol_parser(prog: str = "au2rig eval-dataset") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="AU intensity accuracy (ICC, MAE, r) on DISFA or BP4D "
                                                        "(FERA 2015), which the user holds")
     p.add_argument("dataset", choices=("disfa", "bp4d"))
@@ -665,7 +665,7 @@ def _jsonable(o):
 
 
 def main_protocol(argv=None) -> int:
-    """``python -m core eval-dataset disfa|bp4d ROOT [--model M.onnx] [--max-frames N] [--step N] ...``"""
+    """``au2rig eval-dataset disfa|bp4d ROOT [--model M.onnx] [--max-frames N] [--step N] ...``"""
     from ..tracking.track import TrackConfig
 
     args = protocol_parser().parse_args(argv)

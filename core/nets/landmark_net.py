@@ -9,7 +9,7 @@ import numpy as np
 
 from ..alignment.align import apply_similarity, five_points, roll_degrees, similarity, template
 from ..rig.evaluate import Rig
-from ..rig.layout import LAYOUT, ParameterLayout
+from ..rig.layout import GROUPS, LAYOUT, ParameterLayout
 from ..rig.load import load_rig
 
 
@@ -45,7 +45,8 @@ def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout 
             for i in range(cfg.layers):
                 layers += [nn.Linear(size_in if i == 0 else width, width), nn.LayerNorm(width), nn.GELU()]
             self.body = nn.Sequential(*layers)
-            self.groups = {g: layout.group_slice(g) for g in ("pose", "au", "identity", "brow_style")}
+            present = {c.group for c in layout.channels}
+            self.groups = {g: layout.group_slice(g) for g in GROUPS if g in present}
             self.head = nn.Linear(width, len(layout))
             self.pose_scale = float(cfg.pose_scale)
 
@@ -75,6 +76,9 @@ def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout 
             au, ident = raw[:, g["au"]], raw[:, g["identity"]]
             if clamp:
                 au, ident = au.clamp(0.0, 1.0), ident.clamp(0.0, 1.0)
-            return torch.cat([pose, au, ident, torch.softmax(raw[:, g["brow_style"]], 1)], 1)
+            # gaze, in degrees like the pose: the 68 points hardly see it (the tracker reads it from
+            # the irises); trained on faces that look ahead, the model leaves it near 0
+            gaze = [raw[:, g["gaze"]] * self.pose_scale] if "gaze" in g else []
+            return torch.cat([pose, au, ident, torch.softmax(raw[:, g["brow_style"]], 1), *gaze], 1)
 
     return LandmarkNet()

@@ -42,6 +42,7 @@ GROUP_FEATURES = {
     "identity": ("eyes", "nose", "mouth", "face"),
     "brow_style": ("brows",),
     "au": ("eyes", "nose", "mouth", "face"),
+    "gaze": ("eyes",),
 }
 
 
@@ -127,8 +128,8 @@ class Regressor(nn.Module):
 
 
 def squash(raw: torch.Tensor, layout: ParameterLayout = LAYOUT) -> torch.Tensor:
-    """Unconstrained (N, P) -> parameters within the layout's ranges: pose by tanh, AUs and
-    identity sliders by a sigmoid, the brow style by a softmax."""
+    """Unconstrained (N, P) -> parameters within the layout's ranges: pose and gaze by tanh, AUs
+    and identity sliders by a sigmoid, the brow style by a softmax."""
     lo = raw.new_tensor(layout.lo)
     hi = raw.new_tensor(layout.hi)
     parts = []
@@ -137,7 +138,7 @@ def squash(raw: torch.Tensor, layout: ParameterLayout = LAYOUT) -> torch.Tensor:
         x = raw[:, s]
         if g == "brow_style":
             parts.append(torch.softmax(x, -1))
-        elif g == "pose":
+        elif g in ("pose", "gaze"):
             parts.append(lo[s] + (hi[s] - lo[s]) * (torch.tanh(x) + 1) / 2)
         else:
             parts.append(lo[s] + (hi[s] - lo[s]) * torch.sigmoid(x))
@@ -150,8 +151,9 @@ def unsquash(params: torch.Tensor, layout: ParameterLayout = LAYOUT, eps: float 
     hi = params.new_tensor(layout.hi)
     u = ((params - lo) / (hi - lo).clamp_min(1e-12)).clamp(eps, 1 - eps)
     out = torch.log(u) - torch.log1p(-u)  # logit
-    pose = layout.group_slice("pose")
-    out[:, pose] = torch.atanh(2 * u[:, pose] - 1)
+    for group in ("pose", "gaze"):
+        s = layout.group_slice(group)
+        out[:, s] = torch.atanh(2 * u[:, s] - 1)
     brow = layout.group_slice("brow_style")
     out[:, brow] = torch.log(params[:, brow].clamp_min(eps))
     return out

@@ -7,7 +7,7 @@ parameter layout (version and channel names), the level of detail and this schem
 Computed floats differ in their last bits between CPUs (numpy's SIMD paths), numpy builds and
 thread counts, so a hash over them, even rounded, splits one rig into several; a hash over the
 inputs does not. It changes when any input changes, a comment in the generator included (then
-``python -m core restamp`` carries models over after checking the fingerprint, below).
+``au2rig restamp`` carries models over after checking the fingerprint, below).
 
 **Fingerprint** (:func:`fingerprint`): a few hundred computed numbers (3-D landmarks under fixed
 probe parameters, the deformed centroid of every region, vertex and face counts). Models and
@@ -72,12 +72,20 @@ def probe_params(layout) -> np.ndarray:
     p[2, ident] = np.where(np.arange(n) % 2 == 0, 0.25, 0.75)
     if brow.stop - brow.start > 1:
         p[2, brow] = np.eye(brow.stop - brow.start)[1]
+    if "gaze" in {c.group for c in layout.channels}:
+        gaze = layout.group_slice("gaze")
+        p[2, gaze] = 0.3 * layout.hi[gaze]
     return np.clip(p, layout.lo, layout.hi)
 
 
-def fingerprint(rig) -> list[float]:
-    """Computed numbers that summarise what ``rig`` evaluates to (see the module docstring)."""
+def fingerprint(rig, neutral_channels=()) -> list[float]:
+    """Computed numbers that summarise what ``rig`` evaluates to (see the module docstring).
+    ``neutral_channels``: channels held at neutral in the probes (the fingerprint a model of an
+    earlier layout, without those channels, stored for the same rig)."""
     probes = probe_params(rig.layout)
+    for name in neutral_channels:
+        i = rig.layout.names.index(name)
+        probes[:, i] = rig.layout.channels[i].neutral
     parts = [np.array([len(rig.vertices), len(rig.faces)], float)]
     verts = rig.skin(probes)  # (3, V, 3)
     parts.append(rig.landmarks_3d(probes).ravel())
@@ -87,10 +95,11 @@ def fingerprint(rig) -> list[float]:
     return [float(x) for x in np.concatenate(parts)]
 
 
-def fingerprint_difference(stored, rig) -> float:
-    """Largest difference between ``stored`` and ``rig``'s fingerprint, in units of its height
-    (inf when their lengths or counts differ)."""
-    now = np.asarray(rig.fingerprint, float)
+def fingerprint_difference(stored, rig, neutral_channels=()) -> float:
+    """Largest difference between ``stored`` and ``rig``'s fingerprint (with ``neutral_channels``
+    held neutral, see :func:`fingerprint`), in units of its height (inf when their lengths or
+    counts differ)."""
+    now = np.asarray(fingerprint(rig, neutral_channels) if neutral_channels else rig.fingerprint, float)
     try:
         old = np.asarray(stored, float)
     except (TypeError, ValueError):
@@ -116,12 +125,12 @@ def check_rig(meta: dict, rig, where: str, what: str = "model") -> None:
             raise RigMismatchError(
                 f"{where}: this {what} carries the rig stamp of an earlier au2rig (rig hash "
                 f"{meta['rig_hash']!r}), which depended on the CPU that computed it; if it was made "
-                f"for rig {rig.name!r}, re-stamp it: python -m core restamp {where}")
+                f"for rig {rig.name!r}, re-stamp it: au2rig restamp {where}")
         raise RigMismatchError(f"{where}: this {what} names no rig identity")
     if meta["rig_identity"] != rig.identity:
         raise RigMismatchError(f"{where}: {what} made for rig {name!r} with identity {meta['rig_identity']!r}; "
                                f"the loaded rig {rig.name!r} ({rig.source}) has identity {rig.identity!r} (if only the "
-                               f"rig's code changed, not what it computes, python -m core restamp {where} "
+                               f"rig's code changed, not what it computes, au2rig restamp {where} "
                                f"checks that and renews the stamp)")
     if "rig_fingerprint" in meta:
         diff = fingerprint_difference(meta["rig_fingerprint"], rig)

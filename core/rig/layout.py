@@ -9,11 +9,15 @@ pose           3     degrees, per channel     0        yaw, pitch, roll of the h
 au             26    0..1  (x5 = FACS 0..5)   0        Action Unit intensities
 identity       64    0..1                     0.5      face-creation sliders
 brow_style     6     {0, 1}, one-hot          style 0  discrete brow geometry
+gaze           2     degrees, per channel     0        yaw, pitch of both eyes in the head
 =============  ====  ======================  =======  ================================
 
 Sign conventions of the pose (subject's point of view, degrees):
 yaw + turns the face toward the subject's left (image right), pitch + lifts
-the chin, roll + tilts the head toward the subject's left shoulder.
+the chin, roll + tilts the head toward the subject's left shoulder. The gaze
+follows the same signs: yaw + looks toward the subject's left, pitch + up.
+
+Version 1.1 appended the gaze group; everything before it is as in 1.0.
 
 Values outside a channel's range are clamped by :func:`ParameterLayout.clamp`
 (documented policy for all consumers); :func:`ParameterLayout.check` refuses
@@ -27,13 +31,16 @@ from functools import cached_property
 
 import numpy as np
 
-LAYOUT_VERSION = "1.0"
+LAYOUT_VERSION = "1.1"
+# earlier layout versions, by how many of this layout's first channels they had: files and models
+# of those read on (the channels added since come in at neutral)
+EARLIER_LAYOUTS = {"1.0": 99}
 FACS_SCALE = 5.0  # AU intensity 1.0 == FACS intensity 5 (level E)
 # channels that move the same parts in opposite directions (the jaw to the subject's left or
 # right): both at once cancel out, so a natural expression has at most one of each pair active
 OPPOSED = (("AU30_L", "AU30_R"),)
 
-GROUPS = ("pose", "au", "identity", "brow_style")
+GROUPS = ("pose", "au", "identity", "brow_style", "gaze")
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,13 @@ BROW_STYLES = tuple(Channel(f"brow_{name}", "brow_style", 0.0, 1.0, 1.0 if i == 
                     for i, name in enumerate(BROW_STYLE_NAMES))
 
 
+# --- gaze ------------------------------------------------------------------------------------
+GAZE = (
+    Channel("gaze_yaw", "gaze", -35.0, 35.0, 0.0, "eyes' yaw in the head, + toward the subject's left"),
+    Channel("gaze_pitch", "gaze", -25.0, 25.0, 0.0, "eyes' pitch in the head, + up"),
+)
+
+
 class ParameterLayout:
     """Names, ranges and neutral values of every channel of the parameter vector."""
 
@@ -289,4 +303,4 @@ class ParameterLayout:
                              for c in self.channels]}
 
 
-LAYOUT = ParameterLayout(POSE + AUS + IDENTITY + BROW_STYLES)
+LAYOUT = ParameterLayout(POSE + AUS + IDENTITY + BROW_STYLES + GAZE)

@@ -12,7 +12,7 @@ _CACHE: dict[str, Rig] = {}
 
 
 def load_rig(path: str | Path | None = None, layout: ParameterLayout = LAYOUT, lod: int = 0) -> Rig:
-    """Load a rig spec (TOML) and build its mesh; cached per path and level of detail.
+    """Load a rig spec (TOML) and build its mesh; cached per path, level of detail and layout.
 
     ``lod`` k > 0 gives a render level of detail: the same rig (bones, tables, camera,
     regions, parameter layout) with its mesh generated ``LOD_FACTORS[k]`` times coarser, for
@@ -20,7 +20,7 @@ def load_rig(path: str | Path | None = None, layout: ParameterLayout = LAYOUT, l
     Landmarks for training come from the full rig (lod 0), not from a LOD.
     """
     path = Path(path or DEFAULT_RIG).resolve()
-    key = (str(path), int(lod))
+    key = (str(path), int(lod), layout.version, layout.names)
     if key not in _CACHE:
         with reading(path, RigSpecError, "rig spec"):
             _CACHE[key] = build_rig(path, layout, int(lod))

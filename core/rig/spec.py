@@ -26,7 +26,7 @@ import numpy as np
 
 from .evaluate import LOCAL_FIELDS, LOD_FACTORS, ROTATION_MODES, Camera, Rig, RigSpecError, coefficient_names
 from .identity import rig_identity, source_text
-from .layout import ParameterLayout
+from .layout import GROUPS, ParameterLayout
 
 N_LANDMARKS = 68
 # ``rigs`` sits beside ``core``: top-level in the repository, inside the package when vendored
@@ -247,7 +247,10 @@ def build_rig(path: Path, layout: ParameterLayout, lod: int = 0) -> Rig:
     col = {n: i for i, n in enumerate(coef_names)}
     tables: dict[str, dict[int, np.ndarray]] = {}
     extra_tables = generated.get("tables", {})
-    for group in ("pose", "au", "identity", "brow_style"):
+    present = {c.group for c in layout.channels}
+    for group in GROUPS:
+        if group not in present:  # a layout without it (an earlier version): its tables are not read
+            continue
         section = dict(spec.get(group, {}))
         section.update(extra_tables.get(group, {}))
         channel_names = layout.group_names(group)

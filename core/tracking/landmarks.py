@@ -31,6 +31,7 @@ import numpy as np
 
 from ..util.quiet import quiet_fd
 from ..util.tensors import loaded_torch
+from .gaze import eye_offsets
 
 BACKENDS: tuple[str, ...] = ("mediapipe", "fan")
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -57,6 +58,7 @@ class Face:
     box: np.ndarray  # (4,) float: x0, y0, x1, y1 in pixels
     landmarks: np.ndarray  # (68, 2) float pixels, iBUG order, x right, y down, (0,0) top-left corner
     confidence: float  # 0..1
+    irises: np.ndarray | None = None  # (2,) where the irises sit in their eyes (core.tracking.gaze.eye_offsets)
 
 
 class LandmarkBackend(ABC):
@@ -283,7 +285,8 @@ class MediaPipeBackend(LandmarkBackend):
     """MediaPipe's face mesh + face detector (legacy ``solutions.face_mesh`` graph, CPU).
 
     ``lids=True`` (the default) also runs the mesh with its attention heads, which refine the
-    lids, lips and irises, and takes the eyes (:data:`EYE_POINTS`) from it. On real faces the
+    lids, lips and irises, and takes the eyes (:data:`EYE_POINTS`) and the irises (``Face.irises``,
+    for the gaze) from it. On real faces the
     plain mesh never closes an eye (its eye opening falls to about 60% of open in a blink), the
     refined one does (about 15%). Its lips and brows are not used: on the dev clips they follow
     smiles and outer brow raises less well than the plain mesh's. The second mesh runs beside the
@@ -387,7 +390,7 @@ class MediaPipeBackend(LandmarkBackend):
             landmarks = self.map(mesh)
             if fine is not None:
                 landmarks[list(EYE_POINTS)] = self.map(fine[:N_MESH])[list(EYE_POINTS)]
-            faces.append(Face(box, landmarks, conf))
+            faces.append(Face(box, landmarks, conf, None if fine is None else eye_offsets(fine)))
         return faces
 
     def reset(self) -> None:

@@ -36,6 +36,7 @@ from ..animation.tracking_io import Tracking
 from ..rig.layout import LAYOUT, ParameterLayout
 from .actor import neutral_shape, read_profile
 from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata, open_session
+from .gaze import gaze_angles
 from .landmarks import open_backend, pick_face
 
 
@@ -200,6 +201,23 @@ def reference_rows(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarr
     return neutral_rows(raw, valid, layout, weights)
 
 
+def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, rest,
+              layout: ParameterLayout = LAYOUT, weights=None) -> tuple[np.ndarray, str | None]:
+    """``raw`` with its gaze channels read from the irises (:mod:`core.tracking.gaze`), relative to
+    the resting frames ``rest`` (the take's own when None: an actor profile, or no calibration).
+    Without irises (FAN, or ``lids=False``) the estimator's gaze stays. Returns ``(raw, note)``."""
+    if not np.isfinite(irises[valid]).all(1).any():
+        return raw, None
+    rows = neutral_rows(raw, valid, layout, weights) if rest is None else np.asarray(rest)
+    angles = gaze_angles(irises, landmarks, rows)
+    if not np.isfinite(angles).all():
+        return raw, None
+    out = raw.copy()
+    gaze = layout.group_slice("gaze")
+    out[valid, gaze] = np.clip(angles[valid], layout.lo[gaze], layout.hi[gaze])
+    return out, "irises"
+
+
 def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
                 layout: ParameterLayout = LAYOUT, neutral_row: int | None = None,
                 baseline: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
@@ -296,7 +314,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     total = max(0, (info["frames"] - config.start + config.step - 1) // config.step) if info["frames"] else None
     if total is not None and config.max_frames is not None:
         total = min(total, config.max_frames)
-    frames, conf, lms = [], [], []
+    frames, conf, lms, irises = [], [], [], []
     previous, last_seen = None, None
     fps = info["fps"]
     stopped = False
@@ -326,10 +344,12 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
             if face is None:
                 conf.append(0.0)
                 lms.append(np.full((68, 2), np.nan))
+                irises.append(np.full(2, np.nan))
             else:
                 previous, last_seen = face, index
                 conf.append(float(face.confidence))
                 lms.append(np.asarray(face.landmarks, float))
+                irises.append(np.full(2, np.nan) if face.irises is None else np.asarray(face.irises, float))
                 if stream is not None:
                     stream.add(len(frames) - 1, image, lms[-1])
             bar.update(1)
@@ -368,6 +388,10 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
             from .clip_fit import fit_clip
 
             raw, fit_report = fit_clip(load_rig(layout=layout), landmarks, raw, valid, ref, layout=layout)
+    gaze_note = None
+    if stream is None and valid.any() and "gaze" in {c.group for c in layout.channels}:
+        raw, gaze_note = read_gaze(raw, np.asarray(irises, float), landmarks, valid, rest, layout,
+                                   estimator.meta.get("relaxed_weights"))
     named = ref if config.neutral not in ("auto", None) else None
     params, notes = postprocess(raw, timestamps, valid, config, layout, named,
                                 baseline=None if profile is None else profile.baseline)
@@ -376,6 +400,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])
     notes["neutral_frames"] = None if rest is None else [int(f) for f in frames_a[rest]]
     notes["fit"] = fit_report
+    notes["gaze"] = gaze_note
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
             "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),

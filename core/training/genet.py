@@ -11,7 +11,7 @@ The parameters are optimised in the unconstrained form of ``core.nets.regressor.
 stay within the layout's ranges), with Adam; every face of a batch is independent (the loss is a
 sum over faces and Adam works per element), so batching only changes the speed.
 
-    python -m core fit CROPS.npz -o OUT.npz --run RUN_DIR/checkpoint.pt [--iterations 100] [--init regressor|neutral]
+    au2rig fit CROPS.npz -o OUT.npz --run RUN_DIR/checkpoint.pt [--iterations 100] [--init regressor|neutral]
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def fit_crops(chain: RenderChain, crops: np.ndarray, cfg: FitConfig = FitConfig(
 
 
 def main(args) -> int:
-    """``python -m core fit`` (arguments parsed in core/__main__.py)."""
+    """``au2rig fit`` (arguments parsed in core/__main__.py)."""
     from ..datasets.faces import FaceCrops
     from ..evaluation.metrics import au_report, format_report
     from ..tracking.estimator import full_pose

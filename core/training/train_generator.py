@@ -1,6 +1,6 @@
 """Training of the generator G (core/nets/generator.py) on a pairs dataset (core/datasets/pairs.py).
 
-    python -m core train-generator PAIRS_DIR -o RUN_DIR [--steps N] [--batch B] [--lr LR]
+    au2rig train-generator PAIRS_DIR -o RUN_DIR [--steps N] [--batch B] [--lr LR]
                                    [--loss l1_ssim|vgg16 --vgg PATH] [--device cpu|cuda|auto]
                                    [--export G.onnx]
 
@@ -332,7 +332,7 @@ def export_generator_onnx(g, path, layout: ParameterLayout = LAYOUT, rig=None,
 
 
 def main(args) -> int:
-    """``python -m core train-generator`` (arguments parsed in core/__main__.py)."""
+    """``au2rig train-generator`` (arguments parsed in core/__main__.py)."""
     import sys
 
     torch.set_num_threads(args.threads)
@@ -353,7 +353,7 @@ def main(args) -> int:
     if args.export or args.save_weights:
         g, state = load_generator(ckpt, rig=rig)
         trained = {"steps": state["step"], "history": state["history"][-1:],
-                   "command": "python -m core " + " ".join(sys.argv[1:])}
+                   "command": "au2rig " + " ".join(sys.argv[1:])}
     if args.export:
         path, diff = export_generator_onnx(g, args.export, rig=rig, extra={"trained": trained})
         print(f"exported {path} (ONNX Runtime vs torch: max difference {diff:.2g})", file=sys.stderr)

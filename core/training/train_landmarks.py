@@ -444,7 +444,7 @@ def export_onnx(net, path, layout: ParameterLayout = LAYOUT, rig: Rig | None = N
 
     rig = rig or load_rig()
     net = net.eval()
-    lm = torch.tensor(rig.landmarks_2d(LAYOUT.neutral(2)), dtype=torch.float32)
+    lm = torch.tensor(rig.landmarks_2d(layout.neutral(2)), dtype=torch.float32)
     flag = torch.ones(2, 1)
 
     class Exported(torch.nn.Module):  # the inference signature, clamped outputs

@@ -1,10 +1,10 @@
 """Training of the project's own face parser F_seg (core/nets/face_parser.py) on aligned face crops.
 
-    python -m core train-parser CROPS.npz [CROPS2.npz ...] -o RUN_DIR [--steps 3000] [--batch 16]
+    au2rig train-parser CROPS.npz [CROPS2.npz ...] -o RUN_DIR [--steps 3000] [--batch 16]
                                 [--lr 1e-3] [--real-share 0.5] [--val-fraction 0.05] [--init 79999_iter.pth]
                                 [--export core/models/face_parser.pt]
 
-The inputs are face-crops files (core/datasets/faces.py, ``python -m core faces``) that carry 19-class
+The inputs are face-crops files (core/datasets/faces.py, ``au2rig faces``) that carry 19-class
 labels: rig renders, labelled from their region masks (they have known ``params``), and real
 frames, labelled from detected landmarks (no ``params``). When both kinds are given, every
 batch holds them in the proportion ``real_share`` (exactly, over the run). A held-out share
@@ -150,7 +150,7 @@ def load_crops(paths) -> tuple[dict, dict]:
             size, eye, first = crops.size, crops.eye_distance, path
         elif (crops.size, crops.eye_distance) != (size, eye):
             raise ValueError(f"{path}: crops of {crops.size} px, eye distance {crops.eye_distance:g}, but "
-                             f"{first} has {size} px, {eye:g}; make them alike (python -m core faces --size)")
+                             f"{first} has {size} px, {eye:g}; make them alike (au2rig faces --size)")
         kind = "rendered" if crops.rendered else "real"
         parts[kind].append(crops)
         files.append({"path": str(path), "kind": kind, "count": len(crops)})
@@ -468,7 +468,7 @@ def export_parser(model: FaceParser, path, ckpt: dict, command: str | None = Non
 
 
 def main(args) -> int:
-    """``python -m core train-parser`` (arguments parsed in core/__main__.py)."""
+    """``au2rig train-parser`` (arguments parsed in core/__main__.py)."""
     import sys
 
     import cv2
@@ -485,6 +485,6 @@ def main(args) -> int:
                              log=lambda s: tqdm.write(s, file=sys.stderr), progress=not args.quiet)
     if args.export:
         model, ckpt = load_trained_parser(ckpt_path)
-        path = export_parser(model, args.export, ckpt, "python -m core " + " ".join(sys.argv[1:]))
+        path = export_parser(model, args.export, ckpt, "au2rig " + " ".join(sys.argv[1:]))
         print(f"exported {path}", file=sys.stderr)
     return 0

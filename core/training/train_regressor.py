@@ -1,6 +1,6 @@
 """Unsupervised training of the regressor R on unlabeled faces (paper §2.5, §3.2).
 
-    python -m core train-regressor FACES... -o RUN_DIR --generator G.pt --parser F_SEG.pt
+    au2rig train-regressor FACES... -o RUN_DIR --generator G.pt --parser F_SEG.pt
                                    [--embedder auto|dlib|lightcnn|none] [--embedder-path P]
                                    [--val VAL.npz] [--steps N] [--batch B] [--lr LR]
                                    [--w-identity 0.1 --w-parameter 0.1 --w-loopback 0.1 --w-adversarial 0.1]
@@ -8,7 +8,7 @@
 
 Inputs are unlabeled faces: folders of images, image files and videos (faces are detected and
 five-point aligned once, cached in ``RUN_DIR/faces.npz``), or aligned-crops files made by
-``python -m core faces`` (also from a pairs dataset's renders). Known parameters in a crops file
+``au2rig faces`` (also from a pairs dataset's renders). Known parameters in a crops file
 are never used for training; in the ``--val`` file they are used to report AU ICC(3,1) / MAE (FACS
 0-5) and pose error. G and F_seg (and F_reg) are frozen; only R learns (``core.training.chain``).
 
@@ -120,7 +120,7 @@ def build_regressor(chain: RenderChain, cfg: RegressorConfig, layout: ParameterL
 
 # --- data ------------------------------------------------------------------------------------
 def load_crops(paths, cache=None, size: int | None = None, eye_distance: float | None = None, log=print):
-    """One FaceCrops of all inputs: crops files (.npz, ``python -m core faces``) as they are;
+    """One FaceCrops of all inputs: crops files (.npz, ``au2rig faces``) as they are;
     images, folders of images and videos are detected and aligned (``core.datasets.faces.collect_faces``)
     once, into ``cache`` (reused when it exists). Errors name the file."""
     from ..alignment.crops import CROP_SIZE, EYE_DISTANCE
@@ -313,7 +313,7 @@ def write_fit_grid(path, objective: Objective, val, rows: int) -> Path:
 
 
 def main(args) -> int:
-    """``python -m core train-regressor`` (arguments parsed in core/__main__.py)."""
+    """``au2rig train-regressor`` (arguments parsed in core/__main__.py)."""
     torch.set_num_threads(args.threads)
     weights = LossWeights(identity=args.w_identity, parameter=args.w_parameter, loopback=args.w_loopback,
                           adversarial=args.w_adversarial)
@@ -331,6 +331,6 @@ def main(args) -> int:
         objective, state = load_trained(ckpt)
         path, diff = export_image_estimator(objective, args.export, extra={
             "trained": {"steps": state["step"], "history": state["history"][-1:],
-                        "command": "python -m core " + " ".join(sys.argv[1:])}})
+                        "command": "au2rig " + " ".join(sys.argv[1:])}})
         print(f"exported {path} (ONNX Runtime vs torch: max difference {diff:.2g})", file=sys.stderr)
     return 0

@@ -6,7 +6,7 @@ pose MAE). Same seed, data, steps and frozen networks for every run; runs resume
     python tests/benchmarks/ablation_regressor.py TRAIN.npz VAL.npz --generator G.pt --parser P.pt
                                                    -o runs/ablation [--steps 600] [--only full,no-identity]
 
-TRAIN / VAL: face crops of a pairs dataset (``python -m core faces --pairs DIR --split train``
+TRAIN / VAL: face crops of a pairs dataset (``au2rig faces --pairs DIR --split train``
 and ``--split val``); their known parameters are used for scoring only.
 """
 from __future__ import annotations
