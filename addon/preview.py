@@ -2,7 +2,7 @@
 
     au2rig preview VIDEO -o preview.mp4 [--tracking T.csv|.json|.npz] [--size 360]
 
-Tracks the video (or reads a tracking file of it), keys the head pose and AU channels onto the
+Tracks the video (or reads a tracking file of it), keys the head pose, gaze and AU channels onto the
 built-in rig in bulk (the keys File > Import gives a user), and for every tracked frame renders the
 keyed rig at that frame in Blender (Workbench) beside the video frame. Under the character, bars
 show the channels a viewer checks first (blink, smile, jaw, brows); a frame without a face says so.
