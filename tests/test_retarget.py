@@ -187,7 +187,7 @@ def test_rigify_face_rig_receives_keys_on_the_mapped_bones(rigify_rig):
     rig = rigify_rig
     rmap = load_builtin("rigify_face")
     assert detect_map(rig)[0] == "rigify_face"
-    t = tracking([{}, {"AU26": 1.0, "AU12_L": 1.0, "pose_yaw": 20.0}, {"AU26": 0.5}])
+    t = tracking([{}, {"AU26": 1.0, "AU12_L": 1.0, "pose_yaw": 20.0, "gaze_yaw": 10.0}, {"AU26": 0.5}])
     action, report = apply_map(rig, t, rmap, start_frame=1)
     assert report.complete and set(report.mapped) == set(rmap.targets)
     paths = {(fc.data_path, fc.array_index) for fc in action_fcurves(action)}
@@ -206,12 +206,18 @@ def test_rigify_face_rig_receives_keys_on_the_mapped_bones(rigify_rig):
     assert lips.location.length > 0.01 and np.degrees(head.rotation_quaternion.angle) == pytest.approx(12, abs=0.1)
     scene.frame_set(3)
     assert np.degrees(jaw.rotation_quaternion.angle) == pytest.approx(10.0, abs=0.1)
-    # the jaw opens: the chin's deform bone goes down in the world
+    # the jaw opens: the chin's deform bone goes down in the world; the eye target moves toward the
+    # subject's left (+X) by its distance x the angle
     scene.frame_set(1)
-    chin0 = (rig.matrix_world @ rig.pose.bones["DEF-jaw"].tail).copy() if "DEF-jaw" in rig.pose.bones else None
+    chin0 = (rig.matrix_world @ rig.pose.bones["DEF-jaw"].tail).copy()
+    eyes0 = rig.pose.bones["eyes"].location.copy()
     scene.frame_set(2)
-    if chin0 is not None:
-        assert (rig.matrix_world @ rig.pose.bones["DEF-jaw"].tail).z < chin0.z - 0.01
+    assert (rig.matrix_world @ rig.pose.bones["DEF-jaw"].tail).z < chin0.z - 0.01
+    bones = rig.data.bones
+    distance = abs(bones["eye.L"].head_local.y - bones["ORG-eye.L"].head_local.y)
+    moved = bones["eyes"].matrix_local.to_3x3() @ (rig.pose.bones["eyes"].location - eyes0)  # in the rest's axes
+    assert moved.x == pytest.approx(distance * np.radians(10.0), rel=0.02)
+    assert abs(moved.y) < 1e-6 and abs(moved.z) < 1e-6
 
 
 def test_rigify_missing_and_renamed_bones(rigify_rig):
