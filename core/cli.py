@@ -229,6 +229,13 @@ def _restamp_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rig", help="rig spec (default: the built-in BDFM)")
 
 
+def _livelink_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("tracking", help="tracking file (.csv ours or OpenFace's, .json, .npz)")
+    p.add_argument("-o", "--output", required=True, help="the Live Link Face CSV to write")
+    p.add_argument("--map", default="arkit52",
+                   help="retarget map of ARKit shape keys: a built-in name or a JSON file (default: arkit52)")
+
+
 # --- what each command runs ------------------------------------------------------------------
 def _track(args) -> int:
     start = time.perf_counter()
@@ -346,6 +353,17 @@ def _train_parser(args) -> int:
     return code
 
 
+def _livelink(args) -> int:
+    from .animation.retarget import BUILTIN, load_builtin, load_map
+    from .animation.tracking_io import read_tracking, write_livelink
+
+    tracking = read_tracking(args.tracking)
+    rmap = load_builtin(args.map) if args.map in BUILTIN else load_map(args.map)
+    path = write_livelink(tracking, args.output, rmap)
+    print(f"wrote {path} ({int(tracking.success.sum())} frames with a face, {rmap.name} map)")
+    return 0
+
+
 def _restamp(args) -> int:
     from .training.restamp import main as restamp_main
 
@@ -395,6 +413,8 @@ COMMANDS: dict[str, Command] = {
                           "renders)", _eval_image_arguments, _eval_image),
     "eval-dataset": Command("AU accuracy on DISFA or BP4D as held by the user (eval-dataset -h)", None,
                             _eval_dataset, passthrough=True),
+    "livelink": Command("write a tracking as a Live Link Face CSV (ARKit's 52 blendshapes, head and eyes) for "
+                        "ARKit rigs in any tool", _livelink_arguments, _livelink),
     "restamp": Command("renew the rig stamp of models shown to be made for the loaded rig (fingerprint within "
                        "tolerance, or an earlier au2rig's hash of it)", _restamp_arguments, _restamp),
 }

@@ -12,7 +12,7 @@ from au2rig.addon.cli import COMMANDS, main
 
 TASKS = ("track", "render-pairs", "verify-pairs", "train-landmarks", "train-generator", "train-regressor",
          "train-parser", "eval-landmarks", "eval-image", "eval-dataset", "bench", "demo", "contact-sheet", "recovery",
-         "restamp", "faces", "fit")
+         "restamp", "faces", "fit", "livelink")
 
 
 def test_the_console_script_is_the_command_table():
@@ -69,7 +69,7 @@ def test_the_installed_project_is_one_package_au2rig(tmp_path):
 
     source = tmp_path / "source"  # setuptools builds inside the source tree: a copy keeps the checkout clean
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
     for name in ("core", "addon", "rigs"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -90,6 +90,9 @@ def test_the_installed_project_is_one_package_au2rig(tmp_path):
     for data in ("core/models/landmarks.onnx", "core/data/mediapipe68.json", "rigs/bdfm.toml",
                  "rigs/maps/arkit52.json"):
         assert f"au2rig/{data}" in names
+    metadata = (tmp_path / "site" / next(n for n in names if n.endswith(".dist-info/METADATA"))).read_text()
+    assert "License-Expression: GPL-3.0-or-later" in metadata
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "au2rig = au2rig.addon.cli:run" in (tmp_path / "site" / entry).read_text()
     # -S: no .pth files, so neither the checkout's editable install nor the checkout itself is seen

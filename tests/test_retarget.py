@@ -153,6 +153,31 @@ def test_arkit_shape_keys_receive_the_map_values(arkit_mesh):
     assert len(report.unmapped_targets) == 0 and report.complete
 
 
+def test_a_live_link_face_capture_keys_an_arkit_mesh(arkit_mesh, tmp_path):
+    """A capture in the app's layout, written by hand, read through the ARKit map in the other
+    direction and keyed back through it: the mesh's shape keys take the file's scores."""
+    from au2rig.core.animation import livelink
+    from au2rig.core.animation.tracking_io import read_tracking
+
+    rows = [{"JawOpen": 0.6, "MouthLowerDownLeft": 0.3, "MouthLowerDownRight": 0.3, "MouthSmileLeft": 0.8,
+             "EyeBlinkRight": 1.0, "LeftEyeYaw": 0.2618, "RightEyeYaw": 0.2618},
+            {"BrowInnerUp": 0.5, "EyeLookDownLeft": 0.0}]
+    lines = [",".join(livelink.HEADER)] + [",".join([f"00:00:10:{i:02d}.000", "61"] + [str(r.get(n, 0.0)) for n in
+                                                    livelink.HEADER[2:]]) for i, r in enumerate(rows)]
+    (tmp_path / "phone.csv").write_text("\n".join(lines) + "\n")
+    action, report = apply_map(arkit_mesh, read_tracking(tmp_path / "phone.csv"), load_builtin("arkit52"),
+                               start_frame=1)
+    keys = arkit_mesh.data.shape_keys
+    bpy.context.scene.frame_set(1)
+    for name, v in {"jawOpen": 0.6, "mouthLowerDownLeft": 0.3, "mouthSmileLeft": 0.8, "mouthSmileRight": 0.0,
+                    "eyeBlinkRight": 1.0, "eyeBlinkLeft": 0.0, "mouthClose": 0.0,
+                    "eyeLookOutLeft": 0.5, "eyeLookInRight": 0.5}.items():  # 15 degrees of gaze: half of 30
+        assert keys.key_blocks[name].value == pytest.approx(v, abs=1e-4), name
+    bpy.context.scene.frame_set(2)
+    assert keys.key_blocks["browInnerUp"].value == pytest.approx(0.5, abs=1e-6)
+    assert keys.key_blocks["jawOpen"].value == pytest.approx(0.0, abs=1e-6)
+
+
 def test_missing_shape_keys_are_named_and_leave_no_action(arkit_mesh):
     for name in ("mouthSmileLeft", "jawOpen"):
         arkit_mesh.shape_key_remove(arkit_mesh.data.shape_keys.key_blocks[name])

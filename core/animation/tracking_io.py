@@ -43,6 +43,10 @@ the layout (version and channel names), checked against ``LAYOUT`` on reading. F
 earlier layout this one extends (``layout.EARLIER_LAYOUTS``: 1.0, before the gaze) read with the
 added channels at neutral.
 
+A Live Link Face CSV (its header starts ``Timecode,BlendShapeCount``) reads too, through the
+built-in ARKit map in the other direction (:mod:`core.animation.livelink`; no landmarks, every row
+a face); :func:`write_livelink` writes one.
+
 OpenFace's own CSV (its columns only, no layout channels) reads too: each layout AU
 channel takes ``AU{code}_r / 5`` of its FACS code, else of the first other code it reports
 as (AU43_L/R take AU45_r), clipped to 0..1, and both sides of a split channel take the
@@ -71,6 +75,7 @@ import numpy as np
 from ..rig.layout import EARLIER_LAYOUTS, FACS_SCALE, LAYOUT, ParameterLayout
 from ..util.atomic import atomic_write
 from ..util.untrusted import reading
+from . import livelink
 
 FORMAT = "au2rig-tracking"
 FORMAT_VERSION = 1
@@ -256,11 +261,64 @@ def _cell(text: str, path, line: int, frame, column: str, empty_ok: bool) -> flo
     return v
 
 
+def write_livelink(tracking: Tracking, path, rmap=None, layout: ParameterLayout = LAYOUT) -> Path:
+    """Write a Live Link Face CSV (:mod:`core.animation.livelink`) through ``rmap`` (default: the
+    built-in ARKit 52 map); frames without a face are left out."""
+    from .retarget import load_builtin
+
+    t = check_tracking(tracking, layout, where=str(path))
+    rmap = rmap or load_builtin("arkit52")
+    rows = np.flatnonzero(t.success)
+    values = livelink.to_livelink(t.params[rows], rmap, layout)
+    fps = t.fps if t.fps and t.fps > 0 else 30.0
+
+    def write(f):
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(livelink.HEADER)
+        for r, v in zip(rows, values):
+            w.writerow([livelink.timecode(float(t.timestamps[r]), fps), str(len(v))] + [_fmt(x) for x in v])
+
+    return _atomic_write(path, write, binary=False)
+
+
+def _read_livelink(path: Path, rows: list[list[str]], layout: ParameterLayout, rmap=None) -> Tracking:
+    from .retarget import load_builtin
+
+    header = [h.strip() for h in rows[0]]
+    col = {h: i for i, h in enumerate(header)}
+    for name in livelink.HEADER:
+        if name not in col:
+            raise ValueError(f"{path}: row 1 (header): missing column {name!r} (Live Link Face CSV)")
+    n = len(rows) - 1
+    seconds, frames_in = np.zeros(n), np.zeros(n)
+    values = np.zeros((n, len(livelink.SHAPES) + len(livelink.ANGLES)))
+    for r, row in enumerate(rows[1:]):
+        line = r + 2
+        if len(row) != len(header):
+            raise ValueError(f"{path}: row {line}: {len(row)} cells, header has {len(header)}")
+        try:
+            seconds[r], frames_in[r] = livelink.parse_timecode(row[col["Timecode"]])
+        except ValueError as e:
+            raise ValueError(f"{path}: row {line}, column 'Timecode': {e}") from None
+        for k, name in enumerate(livelink.SHAPES + livelink.ANGLES):
+            values[r, k] = _cell(row[col[name]], path, line, row[col["Timecode"]].strip(), name, empty_ok=False)
+    fps = float(livelink.frame_rate(frames_in))
+    ts = seconds + frames_in / fps
+    ts = ts - (ts[0] if n else 0.0)
+    params = livelink.from_livelink(values, rmap or load_builtin("arkit52"), layout)
+    frames = np.rint(ts * fps).astype(np.int64)
+    meta = {"source": str(path), "format": "livelink-face-csv", "fps_from": "timecode frame numbers"}
+    return check_tracking(Tracking(frames, ts, np.ones(n, bool), np.ones(n), params,
+                                   np.full((n, N_LANDMARKS, 2), np.nan), fps, meta), layout, where=str(path))
+
+
 def _read_csv(path: Path, layout: ParameterLayout) -> Tracking:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     if not rows:
         raise ValueError(f"{path}: empty file, no header row")
+    if [h.strip() for h in rows[0][:2]] == list(livelink.HEADER[:2]):
+        return _read_livelink(path, rows, layout)
     header = [h.strip() for h in rows[0]]
     col = {h: i for i, h in enumerate(header)}
     ours = any(name in col for name in layout.names)
