@@ -16,13 +16,14 @@ is :func:`apply_map` with the built-in ``bdfm.json``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import bpy
 import numpy as np
 
 from ._core import LAYOUT, parse_gains, plan_keys, read_tracking, retarget, scene_fps, select_channels
 from .bake import Curve, bake_action
+from .stored import store_tracking
 
 
 def load_tracking(path):
@@ -288,6 +289,8 @@ def key_tracking(context, opts: KeyOptions, tracking, obj=None, rmap=False):
                    set_frame_range=opts.frame_range, action_name=opts.action_name or None,
                    cleanup=opts.cleanup, scene=context.scene)
     if rmap is None:  # the built-in rig (bdfm.json), with its own error messages
-        return obj, apply_tracking(obj, tracking, **options), None
-    action, report = apply_map(obj, tracking, rmap, partial=opts.partial, **options)
+        action, report = apply_tracking(obj, tracking, **options), None
+    else:
+        action, report = apply_map(obj, tracking, rmap, partial=opts.partial, **options)
+    store_tracking(obj, tracking, asdict(opts))  # re-bakes later without the file (addon/stored.py)
     return obj, action, report

@@ -1,5 +1,7 @@
 """The extension's operators: add the face rig, render a pairs dataset, key a tracking file, animate
-from a video (tracked in the background; ESC cancels)."""
+from a video (tracked in the background; ESC cancels), re-bake the tracking kept in the .blend."""
+from dataclasses import fields
+
 import bpy
 
 from .properties import KEY_PROPS, VIDEO_GLOB
@@ -176,6 +178,36 @@ class AU2RIG_OT_import_tracking(bpy.types.Operator):
         return {'RUNNING_MODAL'}
 
 
+class AU2RIG_OT_rebake(bpy.types.Operator):
+    """Key the tracking kept in the .blend again, with other gains, smoothing, channels or frames
+    (no video or tracking file needed); options not given keep their last values"""
+
+    bl_idname = "au2rig.rebake"
+    bl_label = "Re-bake au2rig Tracking"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    __annotations__ = {**KEY_PROPS}
+
+    def execute(self, context):
+        from . import animate, stored
+
+        try:
+            obj = animate.key_target(context, self.target)
+            tracking = stored.stored_tracking(obj)
+            if tracking is None:
+                raise ValueError(f"{obj.name} has no stored tracking: import a tracking file or a video onto it first")
+            last = stored.stored_options(obj)
+            opts = animate.KeyOptions(**{name: getattr(self, name) if self.properties.is_property_set(name)
+                                         or name not in last else last[name]
+                                         for name in (f.name for f in fields(animate.KeyOptions))})
+            obj, action, report = animate.key_tracking(context, opts, tracking, obj)
+        except (ValueError, OSError) as e:
+            self.report({'ERROR'}, str(e))
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"{action.name}: {len(tracking)} stored rows re-baked onto {obj.name}")
+        return {'FINISHED'}
+
+
 class AU2RIG_OT_animate_from_video(bpy.types.Operator):
     """Track a face video (head pose, Action Units) and key it onto the face rig as a new Action (ESC cancels)"""
 
@@ -309,4 +341,5 @@ class AU2RIG_OT_animate_from_video(bpy.types.Operator):
         return {'FINISHED'}
 
 
-CLASSES = (AU2RIG_OT_add_face_rig, AU2RIG_OT_render_pairs, AU2RIG_OT_import_tracking, AU2RIG_OT_animate_from_video)
+CLASSES = (AU2RIG_OT_add_face_rig, AU2RIG_OT_render_pairs, AU2RIG_OT_import_tracking, AU2RIG_OT_rebake,
+           AU2RIG_OT_animate_from_video)

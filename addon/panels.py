@@ -6,8 +6,10 @@ from .operators import (
     AU2RIG_OT_add_face_rig,
     AU2RIG_OT_animate_from_video,
     AU2RIG_OT_import_tracking,
+    AU2RIG_OT_rebake,
     AU2RIG_OT_render_pairs,
 )
+from .stored import PROPERTY
 
 
 class AU2RIG_PT_channels(bpy.types.Panel):
@@ -23,6 +25,8 @@ class AU2RIG_PT_channels(bpy.types.Panel):
 
     def draw(self, context):
         obj = context.active_object
+        if PROPERTY in obj:  # a tracking kept in the .blend: key it again with other options
+            self.layout.operator(AU2RIG_OT_rebake.bl_idname, icon='FILE_REFRESH')
         for group, title in (("pose", "Head pose"), ("gaze", "Gaze"), ("au", "Action Units"),
                              ("brow_style", "Brow style"), ("identity", "Identity")):
             box = self.layout.box()

@@ -39,6 +39,13 @@ def make_tracking(n=40, first=5, no_face=(10, 11, 12), fps=25.0, seed=0) -> Trac
                     np.zeros((n, 68, 2)), fps, {})
 
 
+def keys(fc):
+    """(frames, values) of an fcurve's keys."""
+    co = np.empty(2 * len(fc.keyframe_points), np.float32)
+    fc.keyframe_points.foreach_get("co", co)
+    return co[0::2], co[1::2]
+
+
 def curves_by_name(action) -> dict:
     return {fc.data_path[2:-2]: fc for fc in action_fcurves(action)}
 
@@ -236,3 +243,64 @@ def test_operator_errors_are_reported_and_leave_no_action(arm, registered, tmp_p
     assert len(bpy.data.actions) == 0
     # an explicit target works whatever is active
     assert bpy.ops.au2rig.import_tracking(filepath=str(path), target=arm.name) == {'FINISHED'}
+
+
+REOPEN = r"""
+import json, sys
+import bpy
+import numpy as np
+from au2rig import addon
+from au2rig.addon import stored
+from au2rig.addon.bake import action_fcurves
+
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
+addon.register()
+face = bpy.data.objects[sys.argv[2]]
+kept = stored.stored_tracking(face)
+out = {"params": np.nan_to_num(kept.params, nan=-99.0).tolist(), "frames": kept.frames.tolist(),
+       "success": kept.success.tolist(), "fps": kept.fps}
+out["result"] = sorted(bpy.ops.au2rig.rebake(target=face.name, gains="AU12_L=2"))
+fc = next(f for f in action_fcurves(face.animation_data.action) if f.data_path == '["AU12_L"]')
+out["keys"] = [list(k.co) for k in fc.keyframe_points]
+plain = bpy.data.objects.new("Plain", None)
+bpy.context.collection.objects.link(plain)
+try:
+    bpy.ops.au2rig.rebake(target="Plain")
+except RuntimeError as e:
+    out["plain"] = str(e)
+print("RESULT " + json.dumps(out), flush=True)
+import os
+os._exit(0)  # bpy 4.2.0 can crash while the interpreter shuts down; the result is out
+"""
+
+
+def test_the_tracking_is_kept_in_the_blend_and_rebakes_after_reopening(arm, registered, tmp_path):
+    """Key a tracking file, save, delete the file; a fresh Blender reopens the .blend: it still
+    holds the tracking, and re-baking with a gain keys the gained values (the other options as
+    they were)."""
+    import json
+    import subprocess
+    import sys
+
+    t = make_tracking()
+    t.params[:, LAYOUT.index["AU12_L"]] *= 0.4  # room for a gain of 2 below 1
+    path = write_csv(t, tmp_path / "t.csv")
+    assert bpy.ops.au2rig.import_tracking(filepath=str(path), target=arm.name, start_frame=3) == {'FINISHED'}
+    before = keys(curves_by_name(arm.animation_data.action)["AU12_L"])
+    assert before[0][0] == 3
+    blend = tmp_path / "face.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    path.unlink()
+    run = subprocess.run([sys.executable, "-c", REOPEN, str(blend), arm.name], capture_output=True, text=True,
+                         timeout=120)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stdout[-2000:] + run.stderr[-2000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    np.testing.assert_allclose(out["params"], np.nan_to_num(t.params, nan=-99.0), atol=1e-12)
+    assert out["frames"] == t.frames.tolist() and out["success"] == t.success.tolist()
+    assert out["fps"] == pytest.approx(t.fps)  # the CSV's rate, estimated from its timestamps
+    assert out["result"] == ["FINISHED"]
+    after = np.array(out["keys"])
+    np.testing.assert_array_equal(after[:, 0], before[0])  # the stored start frame kept
+    np.testing.assert_allclose(after[:, 1], 2 * before[1], atol=1e-6)
+    assert "Plain has no stored tracking" in out["plain"]
