@@ -58,9 +58,7 @@ def apply_tracking(arm_obj, tracking, *, channels="motion", start_frame: int = 1
     not match the layout, a target without some channel properties (named), bad options.
     """
     scene = scene or bpy.context.scene
-    plan = plan_keys(tracking, channels, start_frame=start_frame, frame_step=frame_step,
-                     smoothing=smoothing, gains=gains, layout=LAYOUT)
-    missing = missing_channels(arm_obj, plan.names)
+    missing = missing_channels(arm_obj, [LAYOUT.names[i] for i in select_channels(channels, LAYOUT)])
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise ValueError(f"{arm_obj.name} is not an au2rig face rig: it has no channel "

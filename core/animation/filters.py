@@ -104,6 +104,40 @@ class OneEuroFilter:
         self.t_prev[present] = t
         return out
 
+    def run_dense(self, xs, ts) -> np.ndarray:
+        """Filter a whole (N, C) sequence in which every sample is present (no NaN), from the
+        filter's current state: the same arithmetic as calling it sample by sample, in a third
+        of the operations (re-baking 10,000 frames of every channel, addon/stored.py)."""
+        xs = np.asarray(xs, dtype=np.float64)
+        ts = np.asarray(ts, dtype=np.float64)
+        out = np.empty_like(xs)
+        if not len(xs):
+            return out
+        if not np.isfinite(xs).all():
+            raise ValueError("OneEuroFilter.run_dense: every sample must be present (no NaN); use run")
+        if np.isfinite(self.t_prev).any() and not np.isfinite(self.t_prev).all():
+            return self.run(xs, ts)  # channels with different histories: the general path
+        x_prev, dx_prev = self.x_prev.copy(), self.dx_prev.copy()
+        t_prev = float(self.t_prev[0]) if np.isfinite(self.t_prev[0]) else None
+        min_cutoff, beta, d_cutoff = self.min_cutoff, self.beta, self.d_cutoff
+        for k in range(len(xs)):
+            x, t = xs[k], float(ts[k])
+            if t_prev is not None and not t - t_prev > 0:
+                raise ValueError(f"OneEuroFilter: time {t:g} s does not increase (last sample at {t_prev:g} s)")
+            if t_prev is None or t - t_prev > self.max_gap:
+                out[k] = x_prev = x.copy()
+                dx_prev = np.zeros(self.channels)
+            else:
+                d = t - t_prev
+                dx = (x - x_prev) / d
+                a_d = _alpha(d_cutoff, d)
+                dx_prev = a_d * dx + (1.0 - a_d) * dx_prev
+                a = _alpha(min_cutoff + beta * np.abs(dx_prev), d)
+                out[k] = x_prev = a * x + (1.0 - a) * x_prev
+            t_prev = t
+        self.x_prev, self.dx_prev, self.t_prev = x_prev.copy(), dx_prev, np.full(self.channels, t_prev)
+        return out
+
     def run(self, xs, ts, valid=None) -> np.ndarray:
         """Filter a whole (N, C) sequence at times ``ts`` (N,); ``valid`` (N,) bool."""
         xs = np.asarray(xs, dtype=np.float64)
@@ -205,9 +239,13 @@ def smooth(params, timestamps, strength: float, valid=None,
     if not mask.any():
         return out
     f = OneEuroFilter(int(mask.sum()), mc[mask], beta[mask], dc[mask], max_gap=max_gap)
+    cols = np.flatnonzero(mask)
+    block = x[np.ix_(rows, cols)]
+    if np.isfinite(block).all():  # the usual case: every smoothed channel present in every row
+        out[np.ix_(rows, cols)] = f.run_dense(block, ts[rows])
+        return out
     for i in rows:
         y = f(x[i, mask], ts[i])
-        cols = np.flatnonzero(mask)
         keep = np.isfinite(y)
         out[i, cols[keep]] = y[keep]
     return out
