@@ -43,7 +43,7 @@ def apply_tracking(arm_obj, tracking, *, channels="motion", start_frame: int = 1
                    frame_step: int = 1, smoothing: float | None = None,
                    gains: dict | None = None, set_scene_fps: bool = False,
                    set_frame_range: bool = False, action_name: str | None = None,
-                   cleanup: bool = False, scene=None):
+                   cleanup: bool = False, scene=None, neutral_frame: int | None = None):
     """Key ``tracking`` onto ``arm_obj``'s channel properties; return the new Action.
 
     ``channels``: "motion" (default: pose, AUs and gaze), "pose", "au", "gaze", "pose+au", "all",
@@ -53,6 +53,7 @@ def apply_tracking(arm_obj, tracking, *, channels="motion", start_frame: int = 1
     the tracking's divided by ``frame_step``; ``set_frame_range``: the scene's start / end
     frames span the keys. ``cleanup``: drop keys linear interpolation reproduces within
     ``core.animation.keyframes.CLEANUP_TOLERANCE``. ``action_name`` default: "<object>_tracking".
+    ``neutral_frame``: a scene frame whose face becomes the neutral (every AU 0 there).
 
     Refused with ``ValueError`` before anything is written: a tracking whose parameters do
     not match the layout, a target without some channel properties (named), bad options.
@@ -66,7 +67,8 @@ def apply_tracking(arm_obj, tracking, *, channels="motion", start_frame: int = 1
     action, _ = apply_map(arm_obj, tracking, retarget.load_builtin("bdfm"), channels=channels,
                           start_frame=start_frame, frame_step=frame_step, smoothing=smoothing,
                           gains=gains, set_scene_fps=set_scene_fps, set_frame_range=set_frame_range,
-                          action_name=action_name, cleanup=cleanup, scene=scene, match=False)
+                          action_name=action_name, cleanup=cleanup, scene=scene, match=False,
+                          neutral_frame=neutral_frame)
     return action
 
 
@@ -174,7 +176,7 @@ def apply_map(obj, tracking, rmap, *, channels="motion", start_frame: int = 1, f
               smoothing: float | None = None, gains: dict | None = None,
               set_scene_fps: bool = False, set_frame_range: bool = False,
               action_name: str | None = None, cleanup: bool = False, scene=None,
-              match: bool = True, partial: bool = False):
+              match: bool = True, partial: bool = False, neutral_frame: int | None = None):
     """Key ``tracking`` onto ``obj`` through the retarget map ``rmap``; ``(Action, MapReport)``.
 
     The tracking goes through ``core.animation.keyframes.plan_keys`` (smoothing, gains, frame mapping,
@@ -204,7 +206,7 @@ def apply_map(obj, tracking, rmap, *, channels="motion", start_frame: int = 1, f
         if not rmap.entries:
             raise ValueError(f"{obj.name} has none of the targets of {rmap.name}")
     plan = plan_keys(tracking, "all", start_frame=start_frame, frame_step=frame_step,
-                     smoothing=smoothing, gains=gains, layout=LAYOUT)
+                     smoothing=smoothing, gains=gains, neutral_frame=neutral_frame, layout=LAYOUT)
     values = retarget.evaluate_map(rmap, plan.values)
     entries = {e.key: (e, values[e.key]) for e in rmap.entries}
     if rmap.kind == "bones":
@@ -239,6 +241,7 @@ class KeyOptions:
     frame_range: bool = True
     cleanup: bool = False
     action_name: str = ""
+    neutral_frame: int = -1      # a scene frame whose face becomes the neutral (AUs 0 there); -1: as tracked
 
     @classmethod
     def of(cls, op) -> "KeyOptions":
@@ -285,7 +288,8 @@ def key_tracking(context, opts: KeyOptions, tracking, obj=None, rmap=False):
     options = dict(channels=opts.channels, start_frame=opts.start_frame, frame_step=opts.frame_step,
                    smoothing=opts.smoothing or None, gains=gains, set_scene_fps=opts.scene_fps,
                    set_frame_range=opts.frame_range, action_name=opts.action_name or None,
-                   cleanup=opts.cleanup, scene=context.scene)
+                   cleanup=opts.cleanup, scene=context.scene,
+                   neutral_frame=None if opts.neutral_frame < 0 else opts.neutral_frame)
     if rmap is None:  # the built-in rig (bdfm.json), with its own error messages
         action, report = apply_tracking(obj, tracking, **options), None
     else:

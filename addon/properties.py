@@ -31,6 +31,9 @@ KEY_PROPS = {
                                           description="Set the scene's start and end frames to the keys"),
     "cleanup": bpy.props.BoolProperty(name="Clean Up Keys", default=False,
                                       description="Drop keys that their neighbours reproduce (linear)"),
+    "neutral_frame": bpy.props.IntProperty(name="Neutral Frame", default=-1, min=-1,
+                                           description="Scene frame whose face becomes the neutral: every AU is 0 "
+                                                       "there (-1: as tracked)"),
     "action_name": bpy.props.StringProperty(name="Action", default="",
                                             description="Name of the new Action (empty: <object>_tracking)"),
     "retarget_map": bpy.props.EnumProperty(

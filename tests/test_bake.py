@@ -304,3 +304,17 @@ def test_the_tracking_is_kept_in_the_blend_and_rebakes_after_reopening(arm, regi
     np.testing.assert_array_equal(after[:, 0], before[0])  # the stored start frame kept
     np.testing.assert_allclose(after[:, 1], 2 * before[1], atol=1e-6)
     assert "Plain has no stored tracking" in out["plain"]
+
+
+def test_rebake_with_the_neutral_at_a_frame_zeroes_the_aus_there(arm, registered, tmp_path):
+    t = make_tracking()
+    path = write_csv(t, tmp_path / "t.csv")
+    assert bpy.ops.au2rig.import_tracking(filepath=str(path), target=arm.name, start_frame=1) == {'FINISHED'}
+    assert bpy.ops.au2rig.rebake(target=arm.name, neutral_frame=4) == {'FINISHED'}  # row 3, with a face
+    curves = curves_by_name(arm.animation_data.action)
+    for name in LAYOUT.group_names("au"):
+        frames, values = keys(curves[name])
+        assert values[list(frames).index(4)] == pytest.approx(0.0, abs=1e-6), name
+    assert max(keys(curves["AU12_L"])[1]) > 0.1  # elsewhere the face still moves
+    with pytest.raises(RuntimeError, match="neutral frame 11: the tracking has no face there"):
+        bpy.ops.au2rig.rebake(target=arm.name, neutral_frame=11)  # row 10: no face

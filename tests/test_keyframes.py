@@ -102,3 +102,25 @@ def test_smoothing_strength_takes_out_jitter_and_zero_keeps_the_values():
     smooth = plan_keys(t, smoothing=0.8).values[:, column]
     assert np.std(np.diff(smooth[10:])) < 0.5 * np.std(np.diff(raw[10:]))
     assert abs(smooth[10:].mean() - 0.5) < 0.05  # the level stays where it was
+
+
+def test_a_neutral_frame_zeroes_the_aus_there_and_rescales_the_rest():
+    n = 20
+    p = LAYOUT.neutral(n)
+    au = LAYOUT.group_slice("au")
+    rng = np.random.default_rng(1)
+    p[:, au] = rng.uniform(0.2, 0.9, (n, au.stop - au.start))
+    p[:, LAYOUT.index["pose_yaw"]] = 10.0
+    ok = np.ones(n, bool)
+    ok[7] = False
+    p[7] = np.nan
+    t = Tracking(np.arange(n), np.arange(n) / 25.0, ok, ok * 1.0, p, np.zeros((n, 68, 2)), 25.0, {})
+    plan = plan_keys(t, "all", start_frame=11, neutral_frame=15)  # scene frame 15 = row 4
+    rest = p[4, au]
+    np.testing.assert_allclose(plan.values[4, au], 0.0, atol=1e-12)
+    np.testing.assert_allclose(plan.values[9, au], np.clip((p[9, au] - rest) / (1 - rest), 0, 1), atol=1e-12)
+    assert plan.values[9, LAYOUT.index["pose_yaw"]] == 10.0  # the pose is not an AU
+    with pytest.raises(ValueError, match="neutral frame 18: the tracking has no face there"):
+        plan_keys(t, start_frame=11, neutral_frame=18)
+    with pytest.raises(ValueError, match=r"neutral frame 99: the tracking keys no face there \(keys on frames 11"):
+        plan_keys(t, start_frame=11, neutral_frame=99)

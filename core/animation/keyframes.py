@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..rig.layout import GROUPS, LAYOUT, ParameterLayout
-from .filters import apply_gain, gain_channels, smooth
+from .filters import apply_gain, calibrate, gain_channels, smooth
 
 CHANNEL_SETS = {
     "motion": ("pose", "au", "gaze"),
@@ -153,9 +153,13 @@ class KeyPlan:
 
 
 def plan_keys(tracking, channels="motion", *, start_frame: int = 1, frame_step: int = 1,
-              smoothing: float | None = None, gains: dict | None = None,
+              smoothing: float | None = None, gains: dict | None = None, neutral_frame: int | None = None,
               layout: ParameterLayout = LAYOUT) -> KeyPlan:
-    """Smooth (strength 0..1, over every row), apply gains, select channels, map frames."""
+    """Smooth (strength 0..1, over every row), calibrate, apply gains, select channels, map frames.
+
+    ``neutral_frame``: a scene frame whose face becomes the neutral: its AU values are taken
+    as the actor's rest (``filters.calibrate``), so every AU is 0 there and the rest is
+    rescaled from it."""
     params = np.asarray(tracking.params, dtype=np.float64)
     if params.ndim != 2 or params.shape[1] != len(layout):
         raise ValueError(f"the tracking has {params.shape[-1] if params.ndim else 0} parameters "
@@ -165,6 +169,15 @@ def plan_keys(tracking, channels="motion", *, start_frame: int = 1, frame_step: 
     valid = np.asarray(tracking.success, bool) & np.isfinite(params).all(1)
     if smoothing:
         params = smooth(params, tracking.timestamps, float(smoothing), valid=valid, layout=layout)
+    if neutral_frame is not None:
+        hit = rows[frames == int(neutral_frame)]
+        if not len(hit):
+            span = f"keys on frames {int(frames[0])}..{int(frames[-1])}" if len(frames) else "no keys"
+            raise ValueError(f"neutral frame {neutral_frame}: the tracking keys no face there ({span})")
+        if not valid[hit[0]]:
+            raise ValueError(f"neutral frame {neutral_frame}: the tracking has no face there; choose a frame "
+                             f"with a face")
+        params = np.where(valid[:, None], calibrate(params, params[hit[0]], layout), params)
     if gains:
         params = apply_gain(params, gains, layout)
     params = np.where(valid[:, None], params, np.nan)
