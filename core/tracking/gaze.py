@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..alignment.align import LEFT_EYE, RIGHT_EYE
+
 # (iris centre, eye corner on the image's left, eye corner on the image's right, the eye's contour)
 # in the 478 points of the attention mesh: the subject's right eye (image left), then the left eye
 EYES = ((468, 33, 133, (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)),
@@ -50,8 +52,8 @@ def eye_opening(landmarks: np.ndarray) -> np.ndarray:
     """(..., 68, 2) iBUG landmarks -> (...,) mean height of both eyes' openings over their widths."""
     lm = np.asarray(landmarks, float)
     values = []
-    for s in (36, 42):
-        e = lm[..., s:s + 6, :]
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        e = lm[..., list(eye), :]
         height = (np.linalg.norm(e[..., 1, :] - e[..., 5, :], axis=-1) +
                   np.linalg.norm(e[..., 2, :] - e[..., 4, :], axis=-1)) / 2
         values.append(height / np.linalg.norm(e[..., 0, :] - e[..., 3, :], axis=-1))

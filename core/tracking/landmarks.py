@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..alignment.align import LEFT_EYE, RIGHT_EYE
 from ..util.quiet import quiet_fd
 from ..util.tensors import loaded_torch
 from .gaze import eye_offsets
@@ -44,7 +45,7 @@ N_MESH = 468
 # iBUG 68 points used for the inter-ocular distance (outer eye corners, 0-based)
 OUTER_EYE_CORNERS = (36, 45)
 # iBUG 68 points of the eyes (corners and lids, 0-based): read from the attention mesh when it runs
-EYE_POINTS = tuple(range(36, 48))
+EYE_POINTS = RIGHT_EYE + LEFT_EYE
 
 
 class BackendUnavailable(RuntimeError):
