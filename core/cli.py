@@ -79,10 +79,13 @@ def _track_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit", action="store_true",
                    help="fit the clip through the rig after the estimator: fuller AU strength, noisier "
                         "(see core/tracking/clip_fit.py)")
-    p.add_argument("--actor", help="an actor profile (from --save-actor on another take): use its neutral face "
-                                   "instead of finding one in this take")
-    p.add_argument("--save-actor", help="write this take's neutral face as an actor profile (JSON) for the "
-                                        "actor's other takes")
+    p.add_argument("--no-adapt", dest="adapt", action="store_false",
+                   help="skip fitting the actor's range of motion through the rig (the estimator's strengths as "
+                        "they come; see fit_range in core/tracking/clip_fit.py)")
+    p.add_argument("--actor", help="an actor profile (from --save-actor on another take): its neutral face and "
+                                   "range of motion instead of finding them in this take alone")
+    p.add_argument("--save-actor", help="write this take's neutral face and range of motion as an actor profile "
+                                        "(JSON) for the actor's other takes")
     p.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     p.add_argument("--step", type=int, default=1, help="process every n-th frame (default 1)")
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
@@ -242,7 +245,7 @@ def _track(args) -> int:
     from .tracking.track import TrackConfig, track_video, write_outputs
 
     config = TrackConfig(backend=args.backend, model=args.model, smoothing=args.smoothing, neutral=args.neutral,
-                         fit=args.fit, actor=args.actor, gains=dict(args.gain), start=args.start, step=args.step,
+                         fit=args.fit, adapt=args.adapt, actor=args.actor, gains=dict(args.gain), start=args.start, step=args.step,
                          max_frames=args.max_frames)
     tracking = track_video(args.video, config, progress=not args.quiet)
     written = write_outputs(tracking, args.output)

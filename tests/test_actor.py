@@ -57,13 +57,18 @@ def test_a_bad_profile_is_refused_naming_file_and_field(tmp_path, takes):
     back = read_profile(path)
     assert np.allclose(back.reference, good.reference, atol=1e-6) and np.allclose(back.baseline, good.baseline)
     data = json.loads(path.read_text())
+    assert len(data["motion_range"]) == len(data["au_channels"])  # the take's fitted range of motion
+    assert np.allclose(back.motion_range, good.motion_range, atol=1e-6)
     cases = {"reference_landmarks": [[0, 0]] * 67, "baseline": [2.0] * len(data["baseline"]),
-             "au_channels": data["au_channels"][:-1]}
+             "au_channels": data["au_channels"][:-1], "motion_range": [1.0, -2.0]}
     for field, value in cases.items():
         bad = tmp_path / f"bad_{field}.json"
         bad.write_text(json.dumps(dict(data, **{field: value})))
         with pytest.raises(ActorProfileError, match=f"bad_{field}.json: {field}"):
             read_profile(bad)
+    older = tmp_path / "v1.json"  # a profile of the first version (no range of motion) still reads
+    older.write_text(json.dumps({k: v for k, v in dict(data, version=1).items() if k != "motion_range"}))
+    assert read_profile(older).motion_range is None
     (tmp_path / "junk.json").write_bytes(b"\x9b\xff not json")
     with pytest.raises(ActorProfileError, match="junk.json: not a readable actor profile"):
         track_video(rests, TrackConfig(actor=str(tmp_path / "junk.json")), progress=False)

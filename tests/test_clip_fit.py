@@ -47,3 +47,54 @@ def test_rows_without_a_face_are_left_as_they_were(rig):
     video[3] = np.nan
     fitted, report = fit_clip(rig, video, init, reference=0)
     assert np.isnan(fitted[2]).all() and np.array_equal(fitted[3], init[3]) and report["frames"] == 3
+
+
+def _shown(rig, channels, n=40, seed=1):
+    """A take of one actor showing only ``channels`` (at random strengths), the head turning."""
+    rng = np.random.default_rng(seed)
+    truth = LAYOUT.neutral(n)
+    for name in channels:
+        truth[:, LAYOUT.index[name]] = rng.uniform(0.0, 0.9, n) * (rng.random(n) < 0.6)
+    truth[:, LAYOUT.index["pose_yaw"]] = rng.uniform(-12, 12, n)
+    truth[:, LAYOUT.index["pose_pitch"]] = rng.uniform(-6, 6, n)
+    video = 1.7 * rig.landmarks_2d(truth) + [25.0, 8.0]
+    rest = 1.7 * rig.landmarks_2d(LAYOUT.neutral()) + [25.0, 8.0]
+    return truth, video, rest
+
+
+def test_the_range_of_motion_restores_an_actor_s_strength_without_changing_the_timing(rig):
+    from au2rig.core.tracking.clip_fit import fit_range
+
+    shown = ["AU12_L", "AU12_R", "AU26", "AU02_L"]
+    truth, video, rest = _shown(rig, shown)
+    estimate = truth.copy()
+    au = LAYOUT.group_slice("au")
+    estimate[:, au] *= 0.55  # the estimator reads this actor at a little over half strength
+    gains, report = fit_range(rig, video, estimate, rest=rest, fps=1.0)  # every frame one observation
+    names = LAYOUT.group_names("au")
+    for name in shown:
+        assert abs(gains[names.index(name)] - 1 / 0.55) < 0.35, (name, gains[names.index(name)])
+    assert report["error_after"] < 0.5 * report["error_before"]
+    # channels the take never shows keep their prior
+    quiet = [i for i, n in enumerate(names) if n not in shown]
+    assert np.abs(gains[quiet] - 1.0).max() < 0.1
+    prior = np.full(len(names), 1.4)
+    again, _ = fit_range(rig, video, estimate, rest=rest, prior=prior, fps=1.0)
+    assert np.abs(again[quiet] - 1.4).max() < 0.1
+
+
+def test_an_actor_who_never_smiles_is_not_made_to(rig):
+    """Adaptation is a fit through the rig, not a stretch of each channel to its own range: an
+    estimate that wobbles at a low level where the face does not move stays low."""
+    from au2rig.core.tracking.clip_fit import fit_range
+
+    truth, video, rest = _shown(rig, ["AU26"], n=60, seed=3)
+    estimate = truth.copy()
+    rng = np.random.default_rng(4)
+    smile = [LAYOUT.index["AU12_L"], LAYOUT.index["AU12_R"]]
+    estimate[:, smile] = rng.uniform(0.0, 0.08, (len(truth), 2))  # noise, the face never smiles
+    gains, _ = fit_range(rig, video, estimate, rest=rest, fps=30.0)
+    names = LAYOUT.group_names("au")
+    for name in ("AU12_L", "AU12_R"):
+        g = gains[names.index(name)]
+        assert g <= 1.1 and (g * estimate[:, LAYOUT.index[name]]).max() < 0.2  # below FACS 1 (of 5)

@@ -11,8 +11,11 @@ A profile carries the neutral of a take that did rest to the others:
 
 It holds the actor's neutral shape (the median of the take's resting frames' 68 landmarks, each
 normalised by the five-point alignment, so the camera, distance and roll of the take do not
-matter), the calibration baseline of the AU channels, and where they came from. JSON; written
-atomically; every reading error names the file and field.
+matter), the calibration baseline of the AU channels, the actor's range of motion (a gain per AU
+channel fitted through the rig, :func:`core.tracking.clip_fit.fit_range`: on the next take it is
+the prior, so a take that hardly shows a channel still plays it at this actor's strength), and
+where they came from. JSON; written atomically; every reading error names the file and field.
+Version 1 profiles (no range) still read.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from ..rig.layout import LAYOUT, ParameterLayout
 from ..util.atomic import atomic_path
 
 FORMAT = "au2rig actor profile"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 
 
 class ActorProfileError(ValueError):
@@ -38,6 +42,7 @@ class ActorProfile:
     reference: np.ndarray  # (68, 2) the actor's neutral shape, five-point aligned (template units)
     baseline: np.ndarray  # (n AU,) the AU channels' resting values, for core.filters.calibrate
     source: dict  # video, frame, tracker settings
+    motion_range: np.ndarray | None = None  # (n AU,) gain per AU channel; None: not fitted
 
 
 def neutral_shape(landmarks: np.ndarray) -> np.ndarray:
@@ -54,13 +59,14 @@ def neutral_shape(landmarks: np.ndarray) -> np.ndarray:
 
 
 def make_profile(landmarks: np.ndarray, baseline: np.ndarray, source: dict,
-                 layout: ParameterLayout = LAYOUT) -> ActorProfile:
+                 layout: ParameterLayout = LAYOUT, motion_range=None) -> ActorProfile:
     """A profile from resting frames' landmarks ((68, 2) or (K, 68, 2), pixels; see
-    :func:`neutral_shape`) and a full or AU baseline."""
+    :func:`neutral_shape`), a full or AU baseline and optionally the range of motion."""
     b = np.asarray(baseline, float)
     au = layout.group_slice("au")
     b = b[au] if b.shape == (len(layout),) else b
-    return ActorProfile(reference=neutral_shape(landmarks), baseline=b, source=dict(source))
+    rng = None if motion_range is None else np.asarray(motion_range, float)
+    return ActorProfile(reference=neutral_shape(landmarks), baseline=b, source=dict(source), motion_range=rng)
 
 
 def write_profile(profile: ActorProfile, path, layout: ParameterLayout = LAYOUT) -> Path:
@@ -69,6 +75,8 @@ def write_profile(profile: ActorProfile, path, layout: ParameterLayout = LAYOUT)
             "au_channels": list(layout.group_names("au")),
             "reference_landmarks": np.round(profile.reference, 6).tolist(),
             "baseline": np.round(profile.baseline, 6).tolist(), "source": profile.source}
+    if profile.motion_range is not None:
+        data["motion_range"] = np.round(profile.motion_range, 6).tolist()
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=1))
     return path
@@ -86,8 +94,9 @@ def read_profile(path, layout: ParameterLayout = LAYOUT) -> ActorProfile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ActorProfileError(f"{path}: not an au2rig actor profile (format field "
                                 f"{data.get('format') if isinstance(data, dict) else None!r})")
-    if data.get("version") != VERSION:
-        raise ActorProfileError(f"{path}: version {data.get('version')!r}; this code reads {VERSION}")
+    if data.get("version") not in READS:
+        raise ActorProfileError(f"{path}: version {data.get('version')!r}; this code reads versions "
+                                f"{', '.join(map(str, READS))}")
     names = list(layout.group_names("au"))
     if data.get("au_channels") != names:  # what a profile holds: the AU channels' baseline
         raise ActorProfileError(f"{path}: au_channels: made for layout {data.get('layout_version')!r}, "
@@ -96,20 +105,23 @@ def read_profile(path, layout: ParameterLayout = LAYOUT) -> ActorProfile:
         ref = np.asarray(data["reference_landmarks"], float)
         base = np.asarray(data["baseline"], float)
         source = dict(data.get("source") or {})
+        rng = None if data.get("motion_range") is None else np.asarray(data["motion_range"], float)
     except KeyError as e:
         raise ActorProfileError(f"{path}: missing field {e.args[0]!r}") from None
     except (TypeError, ValueError) as e:
-        raise ActorProfileError(f"{path}: reference_landmarks / baseline: {e}") from None
+        raise ActorProfileError(f"{path}: reference_landmarks / baseline / motion_range: {e}") from None
     if ref.shape != (68, 2) or not np.isfinite(ref).all():
         raise ActorProfileError(f"{path}: reference_landmarks must be 68 finite (x, y) pairs, got {ref.shape}")
     if base.shape != (len(names),) or not np.isfinite(base).all() or (base < 0).any() or (base > 1).any():
         raise ActorProfileError(f"{path}: baseline must be {len(names)} values in 0..1, one per AU channel")
-    return ActorProfile(reference=ref, baseline=base, source=source)
+    if rng is not None and (rng.shape != (len(names),) or not np.isfinite(rng).all() or (rng <= 0).any()):
+        raise ActorProfileError(f"{path}: motion_range must be {len(names)} positive gains, one per AU channel")
+    return ActorProfile(reference=ref, baseline=base, source=source, motion_range=rng)
 
 
 def profile_from_tracking(tracking, layout: ParameterLayout = LAYOUT) -> ActorProfile:
     """The profile of a tracked take: the neutral shape of its resting frames (or of the frame the
-    user named) and its calibration baseline."""
+    user named), its calibration baseline and the range of motion fitted on it (when it was)."""
     notes = tracking.meta.get("calibration", {})
     frame = notes.get("reference_frame")
     if frame is None or notes.get("baseline") is None:
@@ -119,4 +131,7 @@ def profile_from_tracking(tracking, layout: ParameterLayout = LAYOUT) -> ActorPr
     rows = [int(np.flatnonzero(np.asarray(tracking.frames) == f)[0]) for f in frames]
     source = {"video": str(tracking.meta.get("video", {}).get("path", "")), "frame": int(frame),
               "frames": [int(f) for f in frames]}
-    return make_profile(tracking.landmarks[rows], np.asarray(notes["baseline"], float), source, layout)
+    fitted = (notes.get("motion_range") or {}).get("range")
+    motion_range = None if fitted is None else [fitted[n] for n in layout.group_names("au")]
+    return make_profile(tracking.landmarks[rows], np.asarray(notes["baseline"], float), source, layout,
+                        motion_range)

@@ -158,3 +158,115 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
     report["error_after"] = error(r)
     out[rows] = x
     return out, report
+
+
+# --- the actor's range of motion ------------------------------------------------------------
+# how far an actor's range may differ from the estimator's (a gain per AU channel), and how
+# strongly it is held at its prior (the profile's range, or 1) where a take says little
+RANGE_BOUNDS = (0.5, 3.0)
+RANGE_SIGMA = 0.5
+RANGE_ACTIVE = 0.15  # an AU counts as shown in a frame from this calibrated intensity on
+
+
+@dataclass(frozen=True)
+class RangeConfig:
+    rounds: int = 4
+    sigma: float = RANGE_SIGMA
+    correlated_s: float = 1.0  # a detector's error lasts about this long: a second counts as one observation
+
+
+def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndarray | None = None,
+              rest: np.ndarray | None = None, rest_pose: np.ndarray | None = None,
+              prior: np.ndarray | None = None, fps: float = 30.0,
+              config: RangeConfig = RangeConfig(), layout: ParameterLayout = LAYOUT) -> tuple[np.ndarray, dict]:
+    """The actor's range of motion: one gain per AU channel such that the rig, driven by
+    ``gain x calibrated`` AUs (clipped to 0..1), best reproduces the detected ``landmarks``
+    (N, 68, 2, pixels) over the whole take.
+
+    The estimator is a regressor trained on many faces: it reads each expression at the
+    strength an average face would need for it, so one actor's smile comes out at two thirds,
+    another's at full. Per take the rig says how far this actor's landmarks move for each AU;
+    a gain per channel, fitted on every frame at once against the detections (the frames' yaw
+    and pitch refitted beside it, each frame's 2-D similarity projected out, what the rig cannot
+    show of the actor's resting face taken out of every frame), restores the strength without touching
+    the timing: the channel's curve is scaled, never stretched to its own range. A channel the
+    take hardly shows keeps its prior (``prior``: a profile's gains, else 1), so an actor who
+    never smiles is never made to. ``calibrated``: (N, P) parameters after neutral calibration;
+    ``rest``: the actor's resting face, (K, 68, 2) landmarks in any frame (a take's resting frames,
+    or an actor profile's neutral shape), with its head pose ``rest_pose`` ((K, 3) degrees; frontal
+    when None). Returns ``(gains (A,), report)``."""
+    au, ident, pose = (layout.group_slice(g) for g in ("au", "identity", "pose"))
+    n_au = au.stop - au.start
+    prior = np.ones(n_au) if prior is None else np.asarray(prior, float)
+    x0 = np.asarray(calibrated, float)
+    ok = np.isfinite(x0).all(1) & np.isfinite(landmarks).all((1, 2))
+    if valid is not None:
+        ok &= np.asarray(valid, bool)
+    rows = np.flatnonzero(ok)
+    report = {"frames": int(len(rows))}
+    if not len(rows):
+        return prior.copy(), report
+    det = np.asarray(landmarks, float)[rows]
+    x = x0[rows].copy()
+    x[:, ident] = np.median(x[:, ident], 0)  # one face for the whole take
+    c = np.clip(x[:, au], 0.0, 1.0)  # the estimator's calibrated AUs: the curves the gains scale
+
+    ref = rig.landmarks_2d(layout.neutral())[0]
+    iod = float(np.linalg.norm(ref[36:42].mean(0) - ref[42:48].mean(0)))
+    wpt = 1.0 / POINT_SIGMA ** 2
+    w2 = np.repeat(wpt, 2)
+
+    def raw_residual(params, points):
+        model = rig.landmarks_2d(params) / iod
+        return (_procrustes(points / iod, model, wpt) - model).reshape(len(params), -1), model
+
+    # the actor's own shape: what remains of the resting face, frontal with every AU at 0
+    offset = 0.0
+    if rest is not None and len(rest):
+        rest = np.asarray(rest, float).reshape(-1, 68, 2)
+        at = np.repeat(np.median(x, 0)[None], len(rest), 0)
+        at[:, au] = 0.0
+        at[:, pose] = 0.0 if rest_pose is None else np.asarray(rest_pose, float).reshape(len(rest), -1)
+        offset = np.median(raw_residual(at, rest)[0], 0)
+
+    def residual(gains, params):
+        p = params.copy()
+        p[:, au] = np.clip(gains * c, 0.0, 1.0)
+        res, model = raw_residual(p, det)
+        return res - offset, model, p
+
+    per_observation = max(1.0, fps * config.correlated_s)  # frames
+    gains = np.clip(prior.copy(), *RANGE_BOUNDS)
+    r, model, p = residual(gains, x)
+    report["error_before"] = float(np.sqrt(np.mean(r ** 2) * 2))
+    yp = pose.start + np.array([0, 1])
+    for _ in range(config.rounds):
+        # the frames' yaw and pitch: two unknowns per frame, finite differences on the exact rig
+        jy = np.empty((len(rows), r.shape[1], 2))
+        for j in range(2):
+            moved = x.copy()
+            moved[:, yp[j]] += STEP["pose"]
+            jy[:, :, j] = (residual(gains, moved)[0] - r) / STEP["pose"]
+        jw = jy * w2[None, :, None]
+        h = np.einsum("nik,nil->nkl", jw, jy) + np.eye(2)[None] / PRIOR_SIGMA["pose"] ** 2
+        g = np.einsum("nik,ni->nk", jw, r) + (x[:, yp] - x0[rows][:, yp]) / PRIOR_SIGMA["pose"] ** 2
+        x[:, yp] -= np.linalg.solve(h, g[..., None])[..., 0]
+        r, model, p = residual(gains, x)
+        # the gains: one linear face model (frontal, at the take's median expression), each frame's
+        # similarity projected out; a gain moves frame t's AU by the estimator's value there
+        base = np.median(p, 0)
+        base[pose] = 0.0
+        probes = np.repeat(base[None], n_au + 1, 0)
+        probes[1:, au] += np.eye(n_au) * STEP["au"]
+        pts = rig.landmarks_2d(probes)
+        dface = ((pts[1:] - pts[:1]) / STEP["au"] / iod).reshape(n_au, -1).T[None]
+        live = c * ((gains * c) < 1.0)  # a clipped channel no longer moves with its gain
+        jac = -_without_similarity(dface, model, w2) * live[:, None, :]  # (N, 136, A)
+        jw = jac * w2[None, :, None]
+        h = np.einsum("nik,nil->kl", jw, jac) / per_observation + np.eye(n_au) / config.sigma ** 2
+        grad = np.einsum("nik,ni->k", jw, r) / per_observation + (gains - prior) / config.sigma ** 2
+        gains = np.clip(gains - np.linalg.solve(h, grad), *RANGE_BOUNDS)
+        r, model, p = residual(gains, x)
+    report["error_after"] = float(np.sqrt(np.mean(r ** 2) * 2))
+    report["active_frames"] = dict(zip(layout.group_names("au"), (c >= RANGE_ACTIVE).sum(0).tolist()))
+    return gains, report

@@ -48,6 +48,7 @@ class TrackConfig:
     smoothing: float = 0.3            # 0 = off .. 1 = strong (One Euro)
     neutral: str | int | None = "auto"  # "auto" (most relaxed frames), a frame number, or None (off)
     fit: bool = False                 # fit the clip through the rig after the estimator (core.clip_fit)
+    adapt: bool = True                # fit the actor's range of motion through the rig (clip_fit.fit_range)
     actor: str | None = None          # an actor profile (core.actor): its neutral instead of this take's
     gains: dict = field(default_factory=dict)  # channel name or FACS code ("AU12") -> gain
     start: int = 0                    # first frame to read
@@ -218,12 +219,11 @@ def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid:
     return out, "irises"
 
 
-def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
-                layout: ParameterLayout = LAYOUT, neutral_row: int | None = None,
-                baseline: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-    """Calibration, smoothing and gain on raw parameters; returns ``(params, notes)``.
-    ``neutral_row``: the row of the frame the user named as neutral (see :func:`reference_rows`);
-    ``baseline``: the AU channels' resting values to calibrate with (an actor profile's)."""
+def calibrate_take(raw: np.ndarray, valid: np.ndarray, config: TrackConfig, layout: ParameterLayout = LAYOUT,
+                   neutral_row: int | None = None, baseline: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Neutral calibration of raw parameters; returns ``(params, notes)``. ``neutral_row``: the row of
+    the frame the user named as neutral (see :func:`reference_rows`); ``baseline``: the AU channels'
+    resting values to calibrate with (an actor profile's)."""
     params = raw.copy()
     notes: dict = {"neutral": config.neutral}
     if baseline is not None:
@@ -234,6 +234,19 @@ def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, conf
         baseline = neutral_baseline(params, valid, layout, frame=frame)
         params = calibrate(params, baseline, layout)
         notes["baseline"] = baseline[layout.group_slice("au")].round(4).tolist()
+    return params, notes
+
+
+def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
+                layout: ParameterLayout = LAYOUT, neutral_row: int | None = None,
+                baseline: np.ndarray | None = None, motion_range: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Calibration (:func:`calibrate_take`), the actor's range of motion (a gain per AU channel,
+    from :func:`core.tracking.clip_fit.fit_range`), smoothing and the user's gains on raw
+    parameters; returns ``(params, notes)``."""
+    params, notes = calibrate_take(raw, valid, config, layout, neutral_row, baseline)
+    if motion_range is not None:
+        au = layout.group_slice("au")
+        params[:, au] = np.clip(params[:, au] * motion_range, layout.lo[au], layout.hi[au])
     params = smooth(params, timestamps, config.smoothing, valid, layout)
     if config.gains:
         params = apply_gain(params, config.gains, layout)
@@ -393,13 +406,26 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
         raw, gaze_note = read_gaze(raw, np.asarray(irises, float), landmarks, valid, rest, layout,
                                    estimator.meta.get("relaxed_weights"))
     named = ref if config.neutral not in ("auto", None) else None
-    params, notes = postprocess(raw, timestamps, valid, config, layout, named,
-                                baseline=None if profile is None else profile.baseline)
+    baseline = None if profile is None else profile.baseline
+    motion_range, range_report = None, None
+    if config.adapt and valid.any():  # the actor's range of motion, fitted through the rig on this take
+        from ..rig import load_rig
+        from .clip_fit import fit_range
+
+        calibrated = calibrate_take(raw, valid, config, layout, named, baseline)[0]
+        prior = None if profile is None else profile.motion_range
+        resting, resting_pose = (profile.reference[None], None) if profile is not None else \
+            (None, None) if rest is None else (landmarks[rest], raw[rest][:, layout.group_slice("pose")])
+        motion_range, range_report = fit_range(load_rig(layout=layout), landmarks, calibrated, valid, resting,
+                                               resting_pose, prior, fps=fps, layout=layout)
+        range_report["range"] = dict(zip(layout.group_names("au"), np.round(motion_range, 4).tolist()))
+    params, notes = postprocess(raw, timestamps, valid, config, layout, named, baseline, motion_range)
     if profile is not None:
         notes["actor"] = {"profile": str(config.actor), "source": profile.source}
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])
     notes["neutral_frames"] = None if rest is None else [int(f) for f in frames_a[rest]]
     notes["fit"] = fit_report
+    notes["motion_range"] = range_report
     notes["gaze"] = gaze_note
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
