@@ -1,6 +1,7 @@
 """au2rig Blender extension: face rigs driven by facial Action Units.
 
-Registers the operator that adds the built-in face rig (BDFM), a sidebar panel with its
+Registers the operator that adds the built-in face rig (BDFM), the Face Capture panel (the
+workflow from a video to a baked Action, ``addon/capture.py``), a sidebar panel with its
 channels (head pose, AUs, identity sliders, brow style) as animatable properties, the
 tracking importer (File > Import > au2rig tracking: keys a tracking file onto the rig as a
 new Action), animate-from-video (File > Import > au2rig video: tracks a face video and keys
@@ -14,9 +15,9 @@ runs without ``bpy`` until a command needs it.
 
 
 def _modules():
-    from . import operators, panels, properties
+    from . import capture, operators, panels, properties
 
-    return properties, operators, panels
+    return properties, operators, panels, capture
 
 
 def register():
@@ -25,8 +26,10 @@ def register():
     for module in _modules():
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
+    from .capture import register_settings
     from .panels import MENUS
 
+    register_settings()
     for menu, entry in MENUS:
         getattr(bpy.types, menu).append(entry)
 
@@ -34,10 +37,12 @@ def register():
 def unregister():
     import bpy
 
+    from .capture import unregister_settings
     from .panels import MENUS
 
     for menu, entry in reversed(MENUS):
         getattr(bpy.types, menu).remove(entry)
+    unregister_settings()
     for module in reversed(_modules()):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)

@@ -5,6 +5,7 @@ Installed (and in a development checkout, installed editable) the project is the
 into the extension and rewrites the imports below to relative ones.
 """
 from au2rig.core.animation import retarget
+from au2rig.core.animation.filters import combine_gains
 from au2rig.core.animation.keyframes import (
     CHANNEL_SETS,
     parse_gains,
@@ -34,5 +35,5 @@ def tracker():
 
 __all__ = ["atomic_path", "quiet_fd", "LAYOUT", "ParameterLayout", "random_performance", "scripted_performance",
            "tracker", "Rig", "RigSpecError", "load_rig", "pairs", "VIDEO_SUFFIXES", "Skinning", "LOD_FACTORS",
-           "auto_lod", "lod_of", "CHANNEL_SETS", "parse_gains", "plan_keys",
+           "auto_lod", "lod_of", "CHANNEL_SETS", "combine_gains", "parse_gains", "plan_keys",
            "redundant_keys", "scene_fps", "select_channels", "retarget", "Tracking", "read_tracking"]

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 import bpy
 import numpy as np
 
-from ._core import LAYOUT, parse_gains, plan_keys, read_tracking, retarget, scene_fps, select_channels
+from ._core import LAYOUT, load_rig, parse_gains, plan_keys, read_tracking, retarget, scene_fps, select_channels
 from .bake import Curve, bake_action
 from .stored import store_tracking
 
@@ -43,7 +43,7 @@ def apply_tracking(arm_obj, tracking, *, channels="motion", start_frame: int = 1
                    frame_step: int = 1, smoothing: float | None = None,
                    gains: dict | None = None, set_scene_fps: bool = False,
                    set_frame_range: bool = False, action_name: str | None = None,
-                   cleanup: bool = False, scene=None, neutral_frame: int | None = None):
+                   cleanup: bool = False, scene=None, neutral_frame: int | None = None, bones: bool = False):
     """Key ``tracking`` onto ``arm_obj``'s channel properties; return the new Action.
 
     ``channels``: "motion" (default: pose, AUs and gaze), "pose", "au", "gaze", "pose+au", "all",
@@ -54,6 +54,8 @@ def apply_tracking(arm_obj, tracking, *, channels="motion", start_frame: int = 1
     frames span the keys. ``cleanup``: drop keys linear interpolation reproduces within
     ``core.animation.keyframes.CLEANUP_TOLERANCE``. ``action_name`` default: "<object>_tracking".
     ``neutral_frame``: a scene frame whose face becomes the neutral (every AU 0 there).
+    ``bones``: also key the face bones themselves (:func:`bone_curves`), for FBX and glTF, which
+    carry keyed bones but not the drivers that pose them from the channel properties.
 
     Refused with ``ValueError`` before anything is written: a tracking whose parameters do
     not match the layout, a target without some channel properties (named), bad options.
@@ -68,8 +70,38 @@ def apply_tracking(arm_obj, tracking, *, channels="motion", start_frame: int = 1
                           start_frame=start_frame, frame_step=frame_step, smoothing=smoothing,
                           gains=gains, set_scene_fps=set_scene_fps, set_frame_range=set_frame_range,
                           action_name=action_name, cleanup=cleanup, scene=scene, match=False,
-                          neutral_frame=neutral_frame)
+                          neutral_frame=neutral_frame, bones=bones)
     return action
+
+
+def bone_curves(arm_obj, values, channels, cleanup: bool = False) -> list[Curve]:
+    """The face bones' local location, rotation and scale (the components any channel moves)
+    for parameter rows ``values`` (M, P; NaN rows: no key), of which the layout indices
+    ``channels`` are keyed; the other channels hold the armature's current property values, as
+    its drivers would. Computed by ``core``'s rig (Blender equals it to 1e-4 of the head's
+    height, tests/test_blender_rig.py), so the bones keyed here pose the face exactly as the
+    drivers do, in every tool that reads keyed bones."""
+    rig = load_rig(layout=LAYOUT)
+    missing = [b for b in rig.bone_names if b not in arm_obj.pose.bones]
+    if missing:
+        raise ValueError(f"{arm_obj.name} lacks the face bones {', '.join(missing[:6])}"
+                         f"{' ...' if len(missing) > 6 else ''}: baking to bones needs the au2rig face rig")
+    current = np.array([float(arm_obj.get(c.name, c.neutral)) for c in LAYOUT.channels])
+    full = np.repeat(current[None], len(values), 0)
+    full[:, channels] = values
+    ok = np.isfinite(full).all(1)
+    local = np.full((len(full), len(rig.bone_names), 9), np.nan)
+    if ok.any():
+        local[ok] = rig.bone_locals(full[ok])
+    moving = np.abs(rig.basis).sum(0) > 0  # (bones, 9): components some channel moves
+    curves = []
+    for b, name in enumerate(rig.bone_names):
+        for k in np.flatnonzero(moving[b]):
+            field = ("location", "rotation_euler", "scale")[k // 3]
+            v = np.radians(local[:, b, k]) if k // 3 == 1 else local[:, b, k]
+            curves.append(Curve(f'pose.bones["{name}"].{field}', v, index=int(k % 3), group=name,
+                                tolerance=1e-4 if cleanup else None))
+    return curves
 
 
 def map_owner(obj, rmap):
@@ -176,7 +208,8 @@ def apply_map(obj, tracking, rmap, *, channels="motion", start_frame: int = 1, f
               smoothing: float | None = None, gains: dict | None = None,
               set_scene_fps: bool = False, set_frame_range: bool = False,
               action_name: str | None = None, cleanup: bool = False, scene=None,
-              match: bool = True, partial: bool = False, neutral_frame: int | None = None):
+              match: bool = True, partial: bool = False, neutral_frame: int | None = None,
+              bones: bool = False):
     """Key ``tracking`` onto ``obj`` through the retarget map ``rmap``; ``(Action, MapReport)``.
 
     The tracking goes through ``core.animation.keyframes.plan_keys`` (smoothing, gains, frame mapping,
@@ -185,7 +218,8 @@ def apply_map(obj, tracking, rmap, *, channels="motion", start_frame: int = 1, f
     ``core.animation.retarget.auto_match`` (else exact names). Targets the object lacks are refused with
     ``ValueError`` naming them, before anything is written, unless ``partial``: then they are
     skipped and listed in the report. Bones: the Action goes on the armature object; shape
-    keys: on the mesh's shape-key datablock (``obj.data.shape_keys``).
+    keys: on the mesh's shape-key datablock (``obj.data.shape_keys``). ``bones``: with the
+    built-in rig's map, also key its face bones (:func:`bone_curves`).
     """
     scene = scene or bpy.context.scene
     owner = map_owner(obj, rmap)
@@ -215,6 +249,12 @@ def apply_map(obj, tracking, rmap, *, channels="motion", start_frame: int = 1, f
     curves = [Curve(_data_path(rmap, e), v, index=e.index, group=retarget.default_group(rmap, e),
                     tolerance=retarget.default_tolerance(rmap, e) if cleanup else None)
               for e, v in entries.values()]
+    if bones:
+        if rmap.kind != "properties" or obj.type != 'ARMATURE':
+            raise ValueError(f"Bake to Bones is for the au2rig face rig, whose bones follow drivers; "
+                             f"{rmap.name} keys {obj.name}'s {rmap.kind.replace('_', ' ')} directly")
+        keyed = select_channels(channels, LAYOUT)
+        curves += bone_curves(obj, plan.values[:, keyed], keyed, cleanup)
     action = bake_action(owner, action_name or f"{obj.name}_tracking", plan.frames, curves)
     if fps is not None:
         scene.render.fps, scene.render.fps_base = fps
@@ -242,6 +282,7 @@ class KeyOptions:
     cleanup: bool = False
     action_name: str = ""
     neutral_frame: int = -1      # a scene frame whose face becomes the neutral (AUs 0 there); -1: as tracked
+    bones: bool = False          # the built-in rig: also key its face bones (FBX / glTF carry no drivers)
 
     @classmethod
     def of(cls, op) -> "KeyOptions":
@@ -289,10 +330,37 @@ def key_tracking(context, opts: KeyOptions, tracking, obj=None, rmap=False):
                    smoothing=opts.smoothing or None, gains=gains, set_scene_fps=opts.scene_fps,
                    set_frame_range=opts.frame_range, action_name=opts.action_name or None,
                    cleanup=opts.cleanup, scene=context.scene,
-                   neutral_frame=None if opts.neutral_frame < 0 else opts.neutral_frame)
+                   neutral_frame=None if opts.neutral_frame < 0 else opts.neutral_frame, bones=opts.bones)
     if rmap is None:  # the built-in rig (bdfm.json), with its own error messages
         action, report = apply_tracking(obj, tracking, **options), None
     else:
         action, report = apply_map(obj, tracking, rmap, partial=opts.partial, **options)
-    store_tracking(obj, tracking, asdict(opts))  # re-bakes later without the file (addon/stored.py)
+    store_tracking(obj, tracking, asdict(opts), action)  # re-bakes later without the file (addon/stored.py)
+    return obj, action, report
+
+
+def rebake(context, obj, replace: bool = True, **changes):
+    """Key the tracking kept in ``obj`` again (``addon/stored.py``): the keying options last used,
+    with ``changes`` (:class:`KeyOptions` fields). ``replace``: the Action the last keying made
+    gives way to the new one, which takes its name (a slider re-baking as it moves leaves one
+    Action, not one per step); else the old Action stays beside the new. ``(object, Action,
+    MapReport or None)``; ``ValueError`` when there is nothing stored or an option is wrong."""
+    from .stored import baked_action_name, stored_options, stored_tracking
+
+    tracking = stored_tracking(obj)
+    if tracking is None:
+        raise ValueError(f"{obj.name} has no stored tracking: import a tracking file or a video onto it first")
+    last = stored_options(obj)
+    names = {f.name for f in fields(KeyOptions)}
+    unknown = set(changes) - names
+    if unknown:
+        raise ValueError(f"re-bake: unknown options {', '.join(sorted(unknown))}")
+    opts = KeyOptions(**{**{k: v for k, v in last.items() if k in names}, **changes})
+    previous = bpy.data.actions.get(baked_action_name(obj)) if replace else None
+    obj, action, report = key_tracking(context, opts, tracking, obj)
+    if previous is not None and previous != action and previous.users - int(previous.use_fake_user) == 0:
+        name = previous.name
+        bpy.data.actions.remove(previous)
+        action.name = name
+        store_tracking(obj, tracking, asdict(opts), action)
     return obj, action, report

@@ -186,25 +186,24 @@ class AU2RIG_OT_rebake(bpy.types.Operator):
     bl_label = "Re-bake au2rig Tracking"
     bl_options = {'REGISTER', 'UNDO'}
 
-    __annotations__ = {**KEY_PROPS}
+    __annotations__ = {**KEY_PROPS,
+                       "replace": bpy.props.BoolProperty(name="Replace", default=True,
+                                                         description="The new keys replace the Action the last "
+                                                                     "keying made (else it is kept beside)")}
 
     def execute(self, context):
         from . import animate, stored
 
         try:
             obj = animate.key_target(context, self.target)
-            tracking = stored.stored_tracking(obj)
-            if tracking is None:
-                raise ValueError(f"{obj.name} has no stored tracking: import a tracking file or a video onto it first")
             last = stored.stored_options(obj)
-            opts = animate.KeyOptions(**{name: getattr(self, name) if self.properties.is_property_set(name)
-                                         or name not in last else last[name]
-                                         for name in (f.name for f in fields(animate.KeyOptions))})
-            obj, action, report = animate.key_tracking(context, opts, tracking, obj)
+            changes = {name: getattr(self, name) for name in (f.name for f in fields(animate.KeyOptions))
+                       if self.properties.is_property_set(name) or name not in last}
+            obj, action, report = animate.rebake(context, obj, replace=self.replace, **changes)
         except (ValueError, OSError) as e:
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
-        self.report({'INFO'}, f"{action.name}: {len(tracking)} stored rows re-baked onto {obj.name}")
+        self.report({'INFO'}, f"{action.name}: the stored tracking re-baked onto {obj.name}")
         return {'FINISHED'}
 
 

@@ -12,6 +12,8 @@ KEY_PROPS = {
                                        items=(("motion", "Pose, AUs and Gaze", "Everything that moves: head pose, "
                                                "Action Units and eye gaze"),
                                               ("pose+au", "Pose + AUs", "Head pose and Action Units"),
+                                              ("au+gaze", "AUs + Gaze", "Action Units and eye gaze, the head "
+                                               "still"),
                                               ("pose", "Pose", "Head pose only"),
                                               ("au", "AUs", "Action Units only"),
                                               ("gaze", "Gaze", "Eye gaze only"),
@@ -46,6 +48,9 @@ KEY_PROPS = {
                ("custom", "Custom Map File", "A retarget map JSON file (Map File)"))),
     "map_path": bpy.props.StringProperty(name="Map File", subtype='FILE_PATH', default="",
                                          description="Retarget map JSON (with Retarget Map: Custom)"),
+    "bones": bpy.props.BoolProperty(name="Bake to Bones", default=False,
+                                    description="Also key the face bones themselves, as the drivers pose them: "
+                                                "FBX and glTF carry keyed bones but not drivers (the au2rig face rig)"),
     "partial": bpy.props.BoolProperty(name="Allow Partial", default=False,
                                       description="Skip map targets the rig lacks instead of refusing"),
 }

@@ -18,8 +18,9 @@ from ._core import LAYOUT, Tracking
 PROPERTY = "au2rig_tracking"
 
 
-def store_tracking(obj, tracking, options: dict | None = None) -> None:
-    """Keep ``tracking`` (and the keying ``options``) in ``obj``'s custom properties."""
+def store_tracking(obj, tracking, options: dict | None = None, action=None) -> None:
+    """Keep ``tracking`` (the keying ``options``, and the name of the ``action`` it was keyed
+    into) in ``obj``'s custom properties."""
     params = np.asarray(tracking.params, np.float64)
     obj[PROPERTY] = {
         "layout_version": LAYOUT.version, "channels": json.dumps(list(LAYOUT.names)),
@@ -30,6 +31,7 @@ def store_tracking(obj, tracking, options: dict | None = None) -> None:
         "source": json.dumps({k: v for k, v in (tracking.meta or {}).items() if k in ("source", "video", "format")},
                              default=str),
         "options": json.dumps(options or {}, default=str),
+        "action": action.name if action is not None else "",
     }
 
 
@@ -44,11 +46,20 @@ def stored_tracking(obj) -> Tracking | None:
         raise ValueError(f"{obj.name}: its stored tracking is of parameter layout {data['layout_version']!r}; "
                          f"this add-on reads {LAYOUT.version!r}: import the tracking again")
     n = int(data["rows"])
-    params = np.asarray(data["params"], np.float64).reshape(n, len(channels))
+
+    def copied(key, dtype):  # np.asarray would share the ID property's memory, freed when it is rewritten
+        return np.array(data[key], dtype, copy=True)
+
+    params = copied("params", np.float64).reshape(n, len(channels))
     meta = dict(json.loads(data["source"]), stored_in=obj.name)
-    return Tracking(np.asarray(data["frames"], np.int64), np.asarray(data["timestamps"], float),
-                    np.asarray(data["success"], bool), np.asarray(data["confidence"], float), params,
-                    np.full((n, 68, 2), np.nan), float(data["fps"]), meta)
+    return Tracking(copied("frames", np.int64), copied("timestamps", np.float64), copied("success", bool),
+                    copied("confidence", np.float64), params, np.full((n, 68, 2), np.nan), float(data["fps"]), meta)
+
+
+def baked_action_name(obj) -> str:
+    """The name of the Action the stored tracking was last keyed into ("" if none)."""
+    data = obj.get(PROPERTY)
+    return str(data.get("action", "")) if data is not None else ""
 
 
 def stored_options(obj) -> dict:

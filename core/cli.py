@@ -245,8 +245,8 @@ def _track(args) -> int:
     from .tracking.track import TrackConfig, track_video, write_outputs
 
     config = TrackConfig(backend=args.backend, model=args.model, smoothing=args.smoothing, neutral=args.neutral,
-                         fit=args.fit, adapt=args.adapt, actor=args.actor, gains=dict(args.gain), start=args.start, step=args.step,
-                         max_frames=args.max_frames)
+                         fit=args.fit, adapt=args.adapt, actor=args.actor, gains=dict(args.gain), start=args.start,
+                         step=args.step, max_frames=args.max_frames)
     tracking = track_video(args.video, config, progress=not args.quiet)
     written = write_outputs(tracking, args.output)
     if args.save_actor:

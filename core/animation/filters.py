@@ -351,6 +351,21 @@ def gain_channels(name: str, layout: ParameterLayout = LAYOUT) -> list[int]:
                      f"{layout.version} nor a FACS code of its AU channels)")
 
 
+def combine_gains(groups: dict[str, float] | None = None, codes: dict[str, float] | None = None,
+                  layout: ParameterLayout = LAYOUT) -> dict[str, float]:
+    """Per-channel gains from a gain per layout group (``{"au": 1.2, "pose": 0.8}``) times a gain
+    per channel or FACS code (``{"AU12": 1.5}``): ``{channel: gain}``, only those not 1."""
+    total = np.ones(len(layout))
+    for group, g in (groups or {}).items():
+        idx = [i for i, c in enumerate(layout.channels) if c.group == group]
+        if not idx:
+            raise ValueError(f"gain of group {group!r}: layout {layout.version} has no such group")
+        total[idx] *= float(g)
+    for name, g in (codes or {}).items():
+        total[gain_channels(name, layout)] *= float(g)
+    return {layout.names[i]: float(total[i]) for i in np.flatnonzero(total != 1.0)}
+
+
 def apply_gain(params, gains: dict[str, float], layout: ParameterLayout = LAYOUT) -> np.ndarray:
     """Scale channels about their neutral value: ``v' = neutral + g * (v - neutral)``.
 

@@ -39,6 +39,7 @@ CHANNEL_SETS = {
     "au": ("au",),
     "gaze": ("gaze",),
     "pose+au": ("pose", "au"),
+    "au+gaze": ("au", "gaze"),
     "all": GROUPS,
 }
 """Names of channel selections -> layout groups they key."""

@@ -1,0 +1,132 @@
+"""The Face Capture panel's workflow, headless with real bpy: a change of gain, smoothing or
+neutral re-bakes the stored tracking at once into the same Action, and undo restores the keys."""
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from au2rig import addon  # noqa: E402 (after pytest.importorskip)
+from au2rig.addon.bake import action_fcurves  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.animation.tracking_io import Tracking, write_csv  # noqa: E402 (after pytest.importorskip)
+from au2rig.core.rig.layout import LAYOUT  # noqa: E402 (after pytest.importorskip)
+
+
+@pytest.fixture
+def capture(bdfm_arm, tmp_path):
+    """The face rig with a tracking keyed onto it (and kept in it), the panel pointing at it."""
+    addon.register()
+    rng = np.random.default_rng(0)
+    n = 30
+    p = np.tile(LAYOUT.neutral(), (n, 1))
+    p[:, LAYOUT.group_slice("pose")] = rng.uniform(-15, 15, (n, 3))
+    p[:, LAYOUT.group_slice("au")] = rng.uniform(0.05, 0.45, (n, 26))
+    ok = np.ones(n, bool)
+    path = write_csv(Tracking(np.arange(n), np.arange(n) / 25.0, ok, ok * 1.0, p, np.zeros((n, 68, 2)), 25.0, {}),
+                     tmp_path / "t.csv")
+    assert bpy.ops.au2rig.import_tracking(filepath=str(path), target=bdfm_arm.name) == {'FINISHED'}
+    settings = bpy.context.scene.au2rig_capture
+    settings.target = bdfm_arm
+    yield bdfm_arm.name, settings, p
+    addon.unregister()
+
+
+def _keys(name, channel):
+    action = bpy.data.objects[name].animation_data.action
+    fc = next(f for f in action_fcurves(action) if f.data_path == f'["{channel}"]')
+    co = np.empty(2 * len(fc.keyframe_points), np.float32)
+    fc.keyframe_points.foreach_get("co", co)
+    return co[0::2], co[1::2]
+
+
+def test_a_gain_re_bakes_at_once_into_the_same_action_and_undo_restores_it(capture):
+    """Each change is pushed as one undo step, as Blender does after a slider moves."""
+    name, settings, params = capture
+    action = bpy.data.objects[name].animation_data.action.name
+    actions = len(bpy.data.actions)
+    _, before = _keys(name, "AU12_L")
+    bpy.ops.ed.undo_push(message="tracked")
+    settings.gain_AU12 = 2.0  # as a slider would: the update re-bakes
+    bpy.ops.ed.undo_push(message="AU12 gain")
+    np.testing.assert_allclose(_keys(name, "AU12_L")[1], 2 * before, atol=1e-6)
+    assert bpy.data.objects[name].animation_data.action.name == action and len(bpy.data.actions) == actions
+    settings.gain_au = 0.5  # a group gain multiplies the code's
+    bpy.ops.ed.undo_push(message="AU gain")
+    np.testing.assert_allclose(_keys(name, "AU12_L")[1], before, atol=1e-6)
+    np.testing.assert_allclose(_keys(name, "AU04")[1], 0.5 * params[:, LAYOUT.index["AU04"]], atol=1e-6)
+    bpy.ops.ed.undo()
+    np.testing.assert_allclose(_keys(name, "AU12_L")[1], 2 * before, atol=1e-6)
+    np.testing.assert_allclose(_keys(name, "AU04")[1], params[:, LAYOUT.index["AU04"]], atol=1e-6)
+    bpy.ops.ed.undo()
+    np.testing.assert_allclose(_keys(name, "AU12_L")[1], before, atol=1e-6)
+    assert bpy.context.scene.au2rig_capture.gain_AU12 == 1.0
+    assert len(bpy.data.actions) == actions
+
+
+def test_neutral_at_the_current_frame_zeroes_the_aus_there(capture):
+    name, settings, _ = capture
+    bpy.context.scene.frame_set(7)
+    assert bpy.ops.au2rig.capture_neutral_here() == {'FINISHED'}
+    assert settings.neutral == "frame" and settings.neutral_frame == 7
+    for channel in LAYOUT.group_names("au"):
+        frames, values = _keys(name, channel)
+        assert values[list(frames).index(7)] == pytest.approx(0.0, abs=1e-6), channel
+    settings.neutral = "auto"  # back to the tracking's own calibration
+    assert _keys(name, "AU04")[1].min() > 0.04
+
+
+def test_head_pose_and_gaze_switch_their_channels(capture):
+    name, settings, _ = capture
+    settings.head_pose = False
+    paths = {fc.data_path for fc in action_fcurves(bpy.data.objects[name].animation_data.action)}
+    assert '["pose_yaw"]' not in paths and '["AU12_L"]' in paths and '["gaze_yaw"]' in paths
+    settings.head_pose, settings.gaze = True, False
+    paths = {fc.data_path for fc in action_fcurves(bpy.data.objects[name].animation_data.action)}
+    assert '["pose_yaw"]' in paths and '["gaze_yaw"]' not in paths
+
+
+def test_smoothing_and_bake_to_bones_re_bake_too(capture):
+    name, settings, _ = capture
+    raw = _keys(name, "AU12_L")[1]
+    settings.smoothing = 1.0
+    smooth = _keys(name, "AU12_L")[1]
+    assert np.abs(np.diff(smooth)).mean() < 0.8 * np.abs(np.diff(raw)).mean()
+    settings.bones = True
+    paths = {fc.data_path for fc in action_fcurves(bpy.data.objects[name].animation_data.action)}
+    assert 'pose.bones["jaw"].rotation_euler' in paths
+
+
+def test_a_bad_setting_is_shown_not_raised(capture):
+    name, settings, _ = capture
+    settings.neutral_frame = 500  # no key there
+    settings.neutral = "frame"
+    assert "neutral frame 500" in settings.status
+    settings.neutral = "auto"
+    assert settings.status == ""
+
+
+def test_the_map_report_and_the_video_reference(capture, short_clip):
+    name, settings, _ = capture
+    assert bpy.ops.au2rig.capture_check_map() == {'FINISHED'}
+    assert "targets found" in settings.map_report
+    settings.video, settings.start_frame = str(short_clip), 5
+    assert bpy.ops.au2rig.capture_reference() == {'FINISHED'}
+    plane = bpy.data.objects["au2rig reference"]
+    assert plane.empty_display_type == 'IMAGE' and plane.data.source == 'MOVIE'
+    assert plane.image_user.frame_start == 5 and plane.image_user.frame_duration == 8
+    assert plane.image_user.use_auto_refresh
+    assert plane.location.x > bpy.data.objects[name].location.x  # beside the face, not inside it
+    assert bpy.ops.au2rig.capture_reference() == {'FINISHED'}  # again: replaced, not doubled
+    assert sum(o.name.startswith("au2rig reference") for o in bpy.data.objects) == 1
+
+
+def test_track_and_bake_from_the_panel(capture, short_clip):
+    pytest.importorskip("mediapipe")
+    name, settings, _ = capture
+    settings.video, settings.action_name, settings.bones = str(short_clip), "take1", True
+    assert bpy.ops.au2rig.capture_track() == {'FINISHED'}
+    face = bpy.data.objects[name]
+    assert face.animation_data.action.name == "take1"
+    paths = {fc.data_path for fc in action_fcurves(face.animation_data.action)}
+    assert '["AU12_L"]' in paths and 'pose.bones["jaw"].rotation_euler' in paths
+    settings.gain_AU12 = 0.0  # the new tracking is the one re-baked
+    assert np.abs(_keys(name, "AU12_L")[1]).max() == 0.0
