@@ -315,12 +315,13 @@ def key_map(obj, retarget_map: str = "auto", map_path: str = ""):
     return None if name == "bdfm" else retarget.load_builtin(name)
 
 
-def key_tracking(context, opts: KeyOptions, tracking, obj=None, rmap=False):
+def key_tracking(context, opts: KeyOptions, tracking, obj=None, rmap=False, store: bool = True):
     """Key ``tracking`` as :class:`KeyOptions` say: ``(object, Action, MapReport or None)``.
 
     The one code path of the tracking-file importer and of animate-from-video. ``obj`` /
     ``rmap``: already resolved target and map (else from ``opts``; ``rmap=False``: not given).
     ``ValueError`` before anything is written when the target, map or options are wrong.
+    ``store``: keep the tracking in the object (False: the caller keeps it).
     """
     obj = obj if obj is not None else key_target(context, opts.target)
     gains = parse_gains(opts.gains)
@@ -335,7 +336,8 @@ def key_tracking(context, opts: KeyOptions, tracking, obj=None, rmap=False):
         action, report = apply_tracking(obj, tracking, **options), None
     else:
         action, report = apply_map(obj, tracking, rmap, partial=opts.partial, **options)
-    store_tracking(obj, tracking, asdict(opts), action)  # re-bakes later without the file (addon/stored.py)
+    if store:
+        store_tracking(obj, tracking, asdict(opts), action)  # re-bakes later without the file (addon/stored.py)
     return obj, action, report
 
 
@@ -345,7 +347,7 @@ def rebake(context, obj, replace: bool = True, **changes):
     gives way to the new one, which takes its name (a slider re-baking as it moves leaves one
     Action, not one per step); else the old Action stays beside the new. ``(object, Action,
     MapReport or None)``; ``ValueError`` when there is nothing stored or an option is wrong."""
-    from .stored import baked_action_name, stored_options, stored_tracking
+    from .stored import baked_action_name, stored_options, stored_tracking, update_stored
 
     tracking = stored_tracking(obj)
     if tracking is None:
@@ -357,10 +359,10 @@ def rebake(context, obj, replace: bool = True, **changes):
         raise ValueError(f"re-bake: unknown options {', '.join(sorted(unknown))}")
     opts = KeyOptions(**{**{k: v for k, v in last.items() if k in names}, **changes})
     previous = bpy.data.actions.get(baked_action_name(obj)) if replace else None
-    obj, action, report = key_tracking(context, opts, tracking, obj)
+    obj, action, report = key_tracking(context, opts, tracking, obj, store=False)
     if previous is not None and previous != action and previous.users - int(previous.use_fake_user) == 0:
         name = previous.name
         bpy.data.actions.remove(previous)
         action.name = name
-        store_tracking(obj, tracking, asdict(opts), action)
+    update_stored(obj, asdict(opts), action)  # the tracking itself is unchanged: only what was done with it
     return obj, action, report

@@ -1,7 +1,8 @@
 """The Face Capture panel: the workflow from a video to a baked Action, in the sidebar's au2rig tab.
 
 1. **Target**: the object to animate (the au2rig face rig, an ARKit mesh, a Rigify face) and its
-   retarget map, with the map's report of matched and missing targets;
+   retarget map, with the map's report of matched and missing targets; the map matched again,
+   saved to a file, and a channel's weight in one of its entries edited;
 2. **Source**: the video, shown beside the target as an image plane that plays with the
    timeline (:func:`show_reference`);
 3. **Track**: ``au2rig.animate_from_video`` with the panel's settings (modal, progress, ESC);
@@ -102,6 +103,14 @@ def _settings_annotations() -> dict:
                                        description="Re-bake the stored tracking whenever a setting changes"),
         "status": bpy.props.StringProperty(name="Status", default="", options={'SKIP_SAVE'}),
         "map_report": bpy.props.StringProperty(name="Map Report", default="", options={'SKIP_SAVE'}),
+        "map_entry": bpy.props.StringProperty(name="Entry", default="",
+                                              description="The map entry to edit: a target's name (a bone, "
+                                                          "shape key or property), or bone:property[index]"),
+        "map_channel": bpy.props.EnumProperty(name="Channel", default=LAYOUT.names[0],
+                                              items=[(n, n, "") for n in LAYOUT.names],
+                                              description="The layout channel whose weight to set"),
+        "map_weight": bpy.props.FloatProperty(name="Weight", default=1.0,
+                                              description="The channel's weight in the entry (0 removes it)"),
     }
     for group, label in GROUP_GAINS:
         ann[f"gain_{group}"] = bpy.props.FloatProperty(name=label, default=1.0, min=0.0, soft_max=3.0,
@@ -186,20 +195,98 @@ class AU2RIG_OT_capture_check_map(bpy.types.Operator):
     bl_label = "Match Map"
 
     def execute(self, context):
-        from . import animate
-        from ._core import retarget
-
         s = _settings(context)
         try:
-            if s.target is None:
-                raise ValueError("choose the target first")
-            rmap = animate.key_map(s.target, s.retarget_map, s.map_path) or retarget.load_builtin("bdfm")
-            _, report = retarget.auto_match(rmap, animate.target_names(s.target, rmap.kind))
+            _, report = current_map(s)
         except (ValueError, OSError) as e:
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
         s.map_report = report.text().splitlines()[0] + (f"; missing {len(report.missing)}" if report.missing else "")
         self.report({'INFO'}, report.text())
+        return {'FINISHED'}
+
+
+def _parse_entry(text: str):
+    """``(target, prop, index)`` of "name" or "bone:property[index]"."""
+    import re
+
+    m = re.fullmatch(r"(.+):(\w+)\[(\d+)\]", text.strip())
+    return (m.group(1), m.group(2), int(m.group(3))) if m else (text.strip(), None, None)
+
+
+def current_map(settings):
+    """The panel's map, matched to its target (renamed onto the target's names)."""
+    from . import animate
+    from ._core import retarget
+
+    if settings.target is None:
+        raise ValueError("choose the target first")
+    rmap = animate.key_map(settings.target, settings.retarget_map, settings.map_path) \
+        or retarget.load_builtin("bdfm")
+    return retarget.auto_match(rmap, animate.target_names(settings.target, rmap.kind))
+
+
+class AU2RIG_OT_capture_save_map(bpy.types.Operator):
+    """Save the map as it matched the target (renamed onto its names) to a JSON file, and use that file"""
+
+    bl_idname = "au2rig.capture_save_map"
+    bl_label = "Save Map"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    __annotations__ = {"filepath": bpy.props.StringProperty(name="File", subtype='FILE_PATH'),
+                       "filter_glob": bpy.props.StringProperty(default="*.json", options={'HIDDEN'})}
+
+    def execute(self, context):
+        from ._core import retarget
+
+        s = _settings(context)
+        try:
+            if not self.filepath:
+                raise ValueError("choose where to save the map")
+            rmap, report = current_map(s)
+            path = retarget.save_map(rmap, bpy.path.abspath(self.filepath))
+        except (ValueError, OSError) as e:
+            self.report({'ERROR'}, str(e))
+            return {'CANCELLED'}
+        live, s.live = s.live, False  # the same map, now from its file: nothing to re-bake
+        s.retarget_map, s.map_path, s.live = "custom", str(path), live
+        self.report({'INFO'}, f"{rmap.name}: {len(rmap.entries)} entries saved to {path}")
+        return {'FINISHED'}
+
+    def invoke(self, context, event):
+        if self.filepath:
+            return self.execute(context)
+        self.filepath = "face_map.json"
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+
+class AU2RIG_OT_capture_set_weight(bpy.types.Operator):
+    """Set a channel's weight in an entry of the custom map file, save it and re-bake"""
+
+    bl_idname = "au2rig.capture_set_weight"
+    bl_label = "Set Weight"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        from ._core import retarget
+
+        s = _settings(context)
+        try:
+            if s.retarget_map != "custom" or not s.map_path:
+                raise ValueError("edit a map file: save the current map first (Save Map)")
+            path = bpy.path.abspath(s.map_path)
+            target, prop, index = _parse_entry(s.map_entry)
+            rmap = retarget.set_weight(retarget.load_map(path), target, s.map_channel, s.map_weight, prop, index)
+            retarget.save_map(rmap, path)
+        except (ValueError, OSError) as e:
+            self.report({'ERROR'}, str(e))
+            return {'CANCELLED'}
+        error = rebake_now(s, context)
+        if error:
+            self.report({'ERROR'}, error)
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"{target}: {s.map_channel} x {s.map_weight:g} in {path}")
         return {'FINISHED'}
 
 
@@ -287,10 +374,18 @@ class AU2RIG_PT_capture(bpy.types.Panel):
         box.prop(s, "retarget_map")
         if s.retarget_map == "custom":
             box.prop(s, "map_path")
-        row = box.row()
+        row = box.row(align=True)
         row.operator(AU2RIG_OT_capture_check_map.bl_idname, icon='LINKED')
+        row.operator(AU2RIG_OT_capture_save_map.bl_idname, icon='FILE_TICK')
         if s.map_report:
             box.label(text=s.map_report)
+        if s.retarget_map == "custom":
+            col = box.column(align=True)
+            col.prop(s, "map_entry")
+            row = col.row(align=True)
+            row.prop(s, "map_channel", text="")
+            row.prop(s, "map_weight")
+            col.operator(AU2RIG_OT_capture_set_weight.bl_idname, icon='MODIFIER_DATA')
         box = layout.box()
         box.label(text="2. Source", icon='FILE_MOVIE')
         box.prop(s, "video")
@@ -327,7 +422,8 @@ class AU2RIG_PT_capture(bpy.types.Panel):
 
 
 CLASSES = (AU2RIG_capture_settings, AU2RIG_OT_capture_reference, AU2RIG_OT_capture_check_map,
-           AU2RIG_OT_capture_track, AU2RIG_OT_capture_neutral_here, AU2RIG_OT_capture_rebake, AU2RIG_PT_capture)
+           AU2RIG_OT_capture_save_map, AU2RIG_OT_capture_set_weight, AU2RIG_OT_capture_track,
+           AU2RIG_OT_capture_neutral_here, AU2RIG_OT_capture_rebake, AU2RIG_PT_capture)
 
 
 def register_settings():

@@ -35,6 +35,13 @@ def store_tracking(obj, tracking, options: dict | None = None, action=None) -> N
     }
 
 
+def update_stored(obj, options: dict, action=None) -> None:
+    """Record new keying ``options`` (and the ``action`` keyed) beside the stored tracking."""
+    data = obj[PROPERTY]
+    data["options"] = json.dumps(options or {}, default=str)
+    data["action"] = action.name if action is not None else ""
+
+
 def stored_tracking(obj) -> Tracking | None:
     """The tracking kept in ``obj`` (None if there is none); ``ValueError`` naming the object when
     it was kept by a layout this add-on does not read."""

@@ -130,3 +130,22 @@ def test_track_and_bake_from_the_panel(capture, short_clip):
     assert '["AU12_L"]' in paths and 'pose.bones["jaw"].rotation_euler' in paths
     settings.gain_AU12 = 0.0  # the new tracking is the one re-baked
     assert np.abs(_keys(name, "AU12_L")[1]).max() == 0.0
+
+
+def test_a_map_is_saved_edited_and_re_baked(capture, tmp_path):
+    import json
+
+    name, settings, params = capture
+    path = tmp_path / "face_map.json"
+    assert bpy.ops.au2rig.capture_save_map(filepath=str(path)) == {'FINISHED'}
+    assert settings.retarget_map == "custom" and settings.map_path == str(path)
+    saved = json.loads(path.read_text())
+    assert sum("AU12_L" in e.values() for e in saved["entries"]) == 1  # the entry that keys AU12_L
+    settings.map_entry, settings.map_channel, settings.map_weight = "AU12_L", "AU12_L", 0.5
+    assert bpy.ops.au2rig.capture_set_weight() == {'FINISHED'}
+    np.testing.assert_allclose(_keys(name, "AU12_L")[1], 0.5 * params[:, LAYOUT.index["AU12_L"]], atol=1e-6)
+    entry = next(e for e in json.loads(path.read_text())["entries"] if "AU12_L" in e.values())
+    assert entry["terms"] == {"AU12_L": 0.5}
+    settings.map_entry = "no_such_target"
+    with pytest.raises(RuntimeError, match="no entry drives 'no_such_target'"):
+        bpy.ops.au2rig.capture_set_weight()

@@ -427,6 +427,32 @@ def auto_match(rmap: RetargetMap, target_names, *, fuzzy: bool = True) -> tuple[
     return replace(rmap, entries=renamed), report
 
 
+def set_weight(rmap: RetargetMap, target: str, channel: str, weight: float, prop: str | None = None,
+               index: int | None = None, layout: ParameterLayout = LAYOUT) -> RetargetMap:
+    """``rmap`` with the weight of ``channel`` in ``target``'s entry set to ``weight`` (0 removes
+    the term; a channel the entry lacks is added). A bone target needs ``prop`` and ``index``
+    when it has several entries. ``MapError`` names the map, target or channel at fault."""
+    if channel not in layout.index:
+        raise MapError(f"{rmap.source}: {channel!r} is not a channel of layout {layout.version}")
+    if not math.isfinite(float(weight)):
+        raise MapError(f"{rmap.source}: {target}: the weight of {channel} must be a finite number")
+    hits = [i for i, e in enumerate(rmap.entries) if e.target == target
+            and (prop is None or e.prop == prop) and (index is None or e.index == index)]
+    if not hits:
+        raise MapError(f"{rmap.source}: no entry drives {target!r}"
+                       f"{f' {prop}[{index}]' if prop is not None else ''}")
+    if len(hits) > 1:
+        raise MapError(f"{rmap.source}: {target!r} has {len(hits)} entries "
+                       f"({', '.join(rmap.entries[i].key for i in hits)}); name the property and index")
+    i = hits[0]
+    terms = {k: v for k, v in rmap.entries[i].terms.items() if k != channel}
+    if float(weight) != 0.0:
+        terms[channel] = float(weight)
+    entries = list(rmap.entries)
+    entries[i] = replace(entries[i], terms=terms)
+    return replace(rmap, entries=tuple(entries))
+
+
 def drop_targets(rmap: RetargetMap, names) -> RetargetMap:
     names = set(names)
     return replace(rmap, entries=tuple(e for e in rmap.entries if e.target not in names))
