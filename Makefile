@@ -11,7 +11,8 @@ STAMP42 := $(VENV42)/.installed
 # bpy 4.2.0 and what the Blender-side tests import, at the versions pyproject.toml pins
 BLENDER42 := bpy==4.2.0 numpy==1.26.4 torch==2.13.0 pytest==8.3.4 opencv-python-headless==4.11.0.86 \
 	onnxruntime==1.20.1 tqdm==4.67.1
-BLENDER_TESTS := tests/test_bake.py tests/test_blender_rig.py tests/test_build_addon.py tests/test_retarget.py
+BLENDER_TESTS := tests/test_bake.py tests/test_blender_rig.py tests/test_build_addon.py tests/test_retarget.py \
+	tests/test_capture.py tests/test_export.py
 # bpy 4.2.0 crashes while the interpreter shuts down after Rigify was used (the tests have passed by
 # then): exit with pytest's own status as soon as it has reported
 export PYTEST_THEN_EXIT := import os, sys, pytest; code = int(pytest.main(sys.argv[1:])); \

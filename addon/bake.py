@@ -2,7 +2,7 @@
 
 :func:`bake_action` creates one fcurve per :class:`Curve`, grouped, and fills all of its keys
 at once (``keyframe_points.add(n)`` + ``foreach_set("co", ...)`` + ``foreach_set`` of the
-interpolation, then ``fcurve.update()``) instead of one ``keyframe_insert`` per key.
+interpolation, then ``keyframe_points.handles_recalc()``) instead of one ``keyframe_insert`` per key.
 
 Two Action APIs, chosen by feature, not by version number:
 
@@ -125,7 +125,9 @@ def _fill(fcurve, x, y, interpolation: int) -> None:
     co[:, 0], co[:, 1] = x, y
     points.foreach_set("co", co.ravel())
     points.foreach_set("interpolation", np.full(n, interpolation, np.int32))
-    fcurve.update()
+    # the keys come sorted and unique (_check): only the handles need computing, a third less than
+    # fcurve.update(), which also sorts and de-duplicates (handles_recalc: Blender 4.2 on)
+    points.handles_recalc()
 
 
 class _Layered:

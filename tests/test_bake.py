@@ -260,8 +260,21 @@ kept = stored.stored_tracking(face)
 out = {"params": np.nan_to_num(kept.params, nan=-99.0).tolist(), "frames": kept.frames.tolist(),
        "success": kept.success.tolist(), "fps": kept.fps}
 out["result"] = sorted(bpy.ops.au2rig.rebake(target=face.name, gains="AU12_L=2"))
-fc = next(f for f in action_fcurves(face.animation_data.action) if f.data_path == '["AU12_L"]')
-out["keys"] = [list(k.co) for k in fc.keyframe_points]
+def au12():
+    face = bpy.data.objects[sys.argv[2]]  # after an undo, the objects are new Python objects
+    fc = next(f for f in action_fcurves(face.animation_data.action) if f.data_path == '["AU12_L"]')
+    return [list(k.co) for k in fc.keyframe_points]
+out["keys"] = au12()
+# the Face Capture panel on the reopened file: a gain slider re-bakes at once, undo restores
+settings = bpy.context.scene.au2rig_capture
+settings.target = face
+bpy.ops.ed.undo_push(message="re-baked")
+settings.gain_AU12 = 2.5
+bpy.ops.ed.undo_push(message="AU12 gain")
+out["gained"] = au12()
+bpy.ops.ed.undo()
+out["undone"] = au12()
+face = bpy.data.objects[sys.argv[2]]
 plain = bpy.data.objects.new("Plain", None)
 bpy.context.collection.objects.link(plain)
 try:
@@ -277,7 +290,7 @@ os._exit(0)  # bpy 4.2.0 can crash while the interpreter shuts down; the result 
 def test_the_tracking_is_kept_in_the_blend_and_rebakes_after_reopening(arm, registered, tmp_path):
     """Key a tracking file, save, delete the file; a fresh Blender reopens the .blend: it still
     holds the tracking, and re-baking with a gain keys the gained values (the other options as
-    they were)."""
+    they were); the Face Capture panel's gain slider re-bakes at once and undo restores the keys."""
     import json
     import subprocess
     import sys
@@ -303,6 +316,9 @@ def test_the_tracking_is_kept_in_the_blend_and_rebakes_after_reopening(arm, regi
     after = np.array(out["keys"])
     np.testing.assert_array_equal(after[:, 0], before[0])  # the stored start frame kept
     np.testing.assert_allclose(after[:, 1], 2 * before[1], atol=1e-6)
+    # then the panel's gain (2.5, its own gains replacing the operator's) and an undo
+    np.testing.assert_allclose(np.array(out["gained"])[:, 1], 2.5 * before[1], atol=1e-6)
+    np.testing.assert_allclose(np.array(out["undone"]), after, atol=1e-6)
     assert "Plain has no stored tracking" in out["plain"]
 
 

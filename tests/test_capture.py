@@ -149,3 +149,68 @@ def test_a_map_is_saved_edited_and_re_baked(capture, tmp_path):
     settings.map_entry = "no_such_target"
     with pytest.raises(RuntimeError, match="no entry drives 'no_such_target'"):
         bpy.ops.au2rig.capture_set_weight()
+
+
+class LayoutCheck:
+    """What a panel draws into, checked against Blender's own definitions (headless Blender has no
+    window to draw in): every property drawn exists on its data, every operator is registered,
+    every icon is one of Blender's. Records what was drawn."""
+
+    ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+
+    def __init__(self, drawn=None):
+        self.drawn = [] if drawn is None else drawn
+
+    def _nested(self, *args, **kwargs):
+        return LayoutCheck(self.drawn)
+
+    box = row = column = grid_flow = split = _nested
+
+    def _icon(self, icon):
+        assert icon in self.ICONS, icon
+
+    def label(self, text="", icon='NONE'):
+        self._icon(icon)
+        self.drawn.append(("label", text))
+
+    def prop(self, data, name, icon='NONE', **kwargs):
+        if name.startswith('["'):
+            assert name[2:-2] in data.keys(), name
+        else:
+            assert name in data.bl_rna.properties, name
+        self._icon(icon)
+        self.drawn.append(("prop", name))
+
+    def operator(self, idname, text=None, icon='NONE', **kwargs):
+        module, name = idname.split(".")
+        getattr(getattr(bpy.ops, module), name).get_rna_type()  # raises for an unregistered operator
+        self._icon(icon)
+        self.drawn.append(("operator", idname))
+
+
+def _draw(panel):
+    from types import SimpleNamespace
+
+    check = LayoutCheck()
+    if panel.poll(bpy.context) if hasattr(panel, "poll") else True:
+        panel.draw(SimpleNamespace(layout=check), bpy.context)
+    return check.drawn
+
+
+def test_the_panels_draw_in_every_state(capture, tmp_path):
+    from au2rig.addon.capture import AU2RIG_PT_capture
+    from au2rig.addon.panels import AU2RIG_PT_channels
+
+    name, settings, _ = capture
+    tracked = _draw(AU2RIG_PT_capture)  # tracked and baked (the fixture keyed a tracking)
+    assert ("operator", "au2rig.capture_track") in tracked and ("prop", "gain_AU12") in tracked
+    assert ("operator", "au2rig.rebake") in _draw(AU2RIG_PT_channels)
+    settings.neutral_frame, settings.neutral = 500, "frame"  # an error shown in the panel
+    assert any(kind == "label" and "neutral frame 500" in text for kind, text in _draw(AU2RIG_PT_capture))
+    bpy.ops.au2rig.capture_save_map(filepath=str(tmp_path / "m.json"))  # a custom map: its editor shows
+    assert ("operator", "au2rig.capture_set_weight") in _draw(AU2RIG_PT_capture)
+    settings.target = None  # no target, no video
+    settings.video = ""
+    assert ("prop", "target") in _draw(AU2RIG_PT_capture)
+    bpy.context.view_layer.objects.active = None
+    assert _draw(AU2RIG_PT_channels) == []  # its poll: only for the face rig

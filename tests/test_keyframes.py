@@ -49,7 +49,8 @@ def test_channel_selection():
     assert select_channels() == select_channels("motion") == select_channels("pose+au") + select_channels("gaze")
     assert [LAYOUT.names[i] for i in select_channels("gaze")] == ["gaze_yaw", "gaze_pitch"]
     assert select_channels(["AU12_L", "pose_yaw"]) == [LAYOUT.index["AU12_L"], 0]
-    assert set(CHANNEL_SETS) == {"motion", "pose", "au", "gaze", "pose+au", "all"}
+    assert set(CHANNEL_SETS) == {"motion", "pose", "au", "gaze", "pose+au", "au+gaze", "all"}
+    assert select_channels("au+gaze") == select_channels("au") + select_channels("gaze")
     with pytest.raises(ValueError, match="'AU99'"):
         select_channels(["AU99"])
 
