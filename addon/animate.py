@@ -21,7 +21,17 @@ from dataclasses import asdict, dataclass, fields
 import bpy
 import numpy as np
 
-from ._core import LAYOUT, load_rig, parse_gains, plan_keys, read_tracking, retarget, scene_fps, select_channels
+from ._core import (
+    LAYOUT,
+    euler_quaternions,
+    load_rig,
+    parse_gains,
+    plan_keys,
+    read_tracking,
+    retarget,
+    scene_fps,
+    select_channels,
+)
 from .bake import Curve, bake_action
 from .stored import store_tracking
 
@@ -178,16 +188,11 @@ def _rotations(obj, rmap, values):
                       for i in range(size)]).T  # (n, size)
         ok = np.isfinite(m).all(1)
         res = np.full((n, 4 if want == "rotation_quaternion" else 3), np.nan)
-        prev = None
-        for r in np.flatnonzero(ok):
-            rot = Quaternion(m[r]).normalized() if size == 4 else Euler(m[r], 'XYZ')
-            if want == "rotation_quaternion":
-                q = rot.to_quaternion() if size == 3 else rot
-                if prev is not None:
-                    q.make_compatible(prev)
-                prev = q
-                res[r] = tuple(q)
-            else:
+        if size == 3 and want == "rotation_quaternion":  # the common case (Rigify's face): at once, in numpy
+            res[ok] = euler_quaternions(m[ok], "XYZ")
+        else:  # onto an Euler bone of another order, or quaternion entries onto an Euler bone
+            for r in np.flatnonzero(ok):
+                rot = Quaternion(m[r]).normalized() if size == 4 else Euler(m[r], 'XYZ')
                 res[r] = tuple(rot.to_matrix().to_euler(mode))
         for i in range(res.shape[1]):
             e = retarget.Entry(bone, {}, prop=want, index=i, group=first.group,

@@ -182,3 +182,21 @@ def test_rig_identity_is_the_hash_of_its_inputs(rig):
     assert rig.identity == rig_identity(spec, sources, rig.layout, 0, LOD_FACTORS)
     assert load_rig(lod=1).identity == rig_identity(spec, sources, rig.layout, 1, LOD_FACTORS) != rig.identity
     assert len(rig.identity) == 16 and int(rig.identity, 16) >= 0
+
+
+def test_euler_quaternions_rotate_as_the_euler_matrices_and_stay_continuous():
+    from au2rig.core.rig.evaluate import euler_matrix, euler_quaternions
+
+    rng = np.random.default_rng(0)
+    angles = np.cumsum(rng.normal(0, 0.3, (300, 3)), 0)  # a path that wraps around several times
+    angles[40] = np.nan
+    for order in ("XYZ", "ZYX", "YXZ", "XZY", "YZX", "ZXY"):
+        q = euler_quaternions(angles, order)
+        ok = np.isfinite(angles).all(1)
+        assert np.isnan(q[~ok]).all() and np.allclose(np.linalg.norm(q[ok], axis=1), 1.0)
+        w, x, y, z = q[ok].T
+        m = np.stack([np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+                      np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+                      np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], -2)
+        np.testing.assert_allclose(m, euler_matrix(angles[ok], order), atol=1e-12)
+        assert ((q[ok][1:] * q[ok][:-1]).sum(1) >= 0).all()  # the short way between keys

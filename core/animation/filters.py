@@ -127,32 +127,31 @@ class OneEuroFilter:
             last = ts[k - 1] if k else t_first
             raise ValueError(f"OneEuroFilter: time {ts[k]:g} s does not increase (last sample at {last:g} s)")
         restart = ~(gaps <= self.max_gap)  # the first sample of a fresh filter, or after a long gap
-        d = np.where(restart, 1.0, gaps)[:, None]
-        a_d = 1.0 / (1.0 + 1.0 / (2.0 * math.pi * self.d_cutoff[None] * d))  # (N, C) speed alphas
-        k2pi = 2.0 * math.pi * d[:, 0]
+        d = np.where(restart, 1.0, gaps)
+        a_d = 1.0 / (1.0 + 1.0 / (2.0 * math.pi * self.d_cutoff[None] * d[:, None]))  # (N, C) speed alphas
+        keep_d, take_d = 1.0 - a_d, a_d / d[:, None]  # speed' = keep x speed + take x (x - x_prev)
+        # 2 pi dt x (min_cutoff + beta |speed|): the value's alpha is that over itself + 1
+        k_beta = (2.0 * math.pi * d)[:, None] * self.beta[None]
+        k_min = (2.0 * math.pi * d)[:, None] * self.min_cutoff[None]
         x_prev, dx_prev = self.x_prev.copy(), self.dx_prev.copy()
-        dx, a = np.empty(self.channels), np.empty(self.channels)
-        min_cutoff, beta = self.min_cutoff, self.beta
-        for k in range(len(xs)):
-            x = xs[k]
-            if restart[k]:
-                x_prev = x.copy()
+        diff, tmp, c = (np.empty(self.channels) for _ in range(3))
+        for x, fresh, kd, td, kb, km, row in zip(xs, restart.tolist(), keep_d, take_d, k_beta, k_min, out):
+            if fresh:
+                row[:] = x
                 dx_prev = np.zeros(self.channels)
             else:
-                np.subtract(x, x_prev, out=dx)
-                dx /= d[k, 0]
-                dx -= dx_prev
-                dx *= a_d[k]
-                dx_prev += dx  # the low-passed speed
-                np.abs(dx_prev, out=a)
-                a *= beta
-                a += min_cutoff
-                a *= k2pi[k]  # 2 pi cutoff dt; the value's alpha is that over itself + 1
-                a /= a + 1.0
-                np.subtract(x, x_prev, out=dx)
-                dx *= a
-                x_prev += dx
-            out[k] = x_prev
+                np.subtract(x, x_prev, out=diff)
+                dx_prev *= kd
+                np.multiply(diff, td, out=tmp)
+                dx_prev += tmp  # the low-passed speed
+                np.abs(dx_prev, out=c)
+                c *= kb
+                c += km
+                np.add(c, 1.0, out=tmp)
+                c /= tmp
+                diff *= c
+                np.add(x_prev, diff, out=row)
+            x_prev = row
         self.x_prev, self.dx_prev, self.t_prev = x_prev.copy(), dx_prev.copy(), np.full(self.channels, ts[-1])
         return out
         if not np.isfinite(xs).all():

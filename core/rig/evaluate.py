@@ -343,6 +343,35 @@ def euler_matrix(angles_rad, order: str, xp=None):
     return mats[order[2]] @ mats[order[1]] @ mats[order[0]]
 
 
+def _quaternion_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    aw, ax, ay, az = np.moveaxis(a, -1, 0)
+    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+def euler_quaternions(angles_rad, order: str = "XYZ") -> np.ndarray:
+    """Unit quaternions (N, 4; w, x, y, z) of Blender Euler angles (N, 3) in ``order`` (as
+    :func:`euler_matrix`: 'XYZ' is Rz @ Ry @ Rx), signs chosen so that consecutive rows stay on
+    the same side (as mathutils' ``make_compatible``: keyed and interpolated they take the short
+    way). Rows with NaN stay NaN and do not break the chain."""
+    a = np.asarray(angles_rad, np.float64)
+    half = {ax: a[:, i] / 2 for i, ax in enumerate("XYZ")}
+    unit = {"X": 1, "Y": 2, "Z": 3}
+
+    def axis(ax):
+        q = np.zeros((len(a), 4))
+        q[:, 0], q[:, unit[ax]] = np.cos(half[ax]), np.sin(half[ax])
+        return q
+
+    q = _quaternion_product(axis(order[2]), _quaternion_product(axis(order[1]), axis(order[0])))
+    ok = np.flatnonzero(np.isfinite(q).all(1))
+    if len(ok) > 1:
+        flips = np.cumprod(np.where((q[ok[1:]] * q[ok[:-1]]).sum(1) < 0, -1.0, 1.0))
+        q[ok[1:]] *= flips[:, None]
+    return q
+
+
 def _pose_matrices(rig: Rig, local, xp, bones=None):
     """Blender's pose chain: pose = parent_pose @ (parent_rest^-1 @ rest) @ T(loc) R(rot) S(scale).
 
