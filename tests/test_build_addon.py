@@ -265,13 +265,15 @@ track = core.tracker()[0]
 t = track.track_video(clip, track.TrackConfig(), progress=False)
 np.save(out_path, t.params)
 print("RESULT " + json.dumps({"module": track.__name__, "gaze": t.meta["calibration"]["gaze"],
+                              "range": t.meta["calibration"]["motion_range"]["range"],
                               "torch": sys.modules.get("torch") is not None}))
 '''
 
 
 def test_the_extension_tracks_a_clip_as_the_command_line_does(short_clip, tmp_path):
     """The extension with the tracker (its vendored core, no torch) tracks a clip inside Blender:
-    the same parameters as `au2rig track`, gaze and lids included, within 1e-6."""
+    the same parameters as `au2rig track`, gaze, lids and the actor's fitted range of motion
+    included, within 1e-6."""
     import json
     import os
     import subprocess
@@ -296,7 +298,11 @@ def test_the_extension_tracks_a_clip_as_the_command_line_does(short_clip, tmp_pa
     cli = subprocess.run([sys.executable, "-m", "au2rig.core", "track", str(short_clip), "-o",
                           str(tmp_path / "cli.npz"), "--quiet"], capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr[-3000:]
-    ours = read_tracking(tmp_path / "cli.npz").params
+    cli_tracking = read_tracking(tmp_path / "cli.npz")
+    ours = cli_tracking.params
+    fitted = cli_tracking.meta["calibration"]["motion_range"]["range"]
+    assert result["range"].keys() == fitted.keys()
+    np.testing.assert_allclose(list(result["range"].values()), list(fitted.values()), rtol=0, atol=1e-6)
     ext = np.load(tmp_path / "ext.npy")
     assert ext.shape == ours.shape and np.isfinite(ext).all()
     np.testing.assert_allclose(ext, ours, rtol=0, atol=1e-6)
