@@ -214,3 +214,58 @@ def test_the_panels_draw_in_every_state(capture, tmp_path):
     assert ("prop", "target") in _draw(AU2RIG_PT_capture)
     bpy.context.view_layer.objects.active = None
     assert _draw(AU2RIG_PT_channels) == []  # its poll: only for the face rig
+
+
+REOPEN_CAPTURE = r"""
+import json, sys
+import bpy
+import numpy as np
+from au2rig import addon
+from au2rig.addon.bake import action_fcurves
+
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
+addon.register()
+
+def au12():
+    face = bpy.data.objects[sys.argv[2]]
+    fc = next(f for f in action_fcurves(face.animation_data.action) if f.data_path == '["AU12_L"]')
+    return [list(k.co) for k in fc.keyframe_points]
+
+settings = bpy.context.scene.au2rig_capture
+out = {"target": settings.target.name, "video": settings.video, "before": au12()}
+bpy.ops.ed.undo_push(message="opened")
+settings.gain_AU12 = 0.5
+bpy.ops.ed.undo_push(message="AU12 gain")
+out["gained"] = au12()
+bpy.ops.ed.undo()
+out["undone"] = au12()
+print("RESULT " + json.dumps(out), flush=True)
+import os
+os._exit(0)
+"""
+
+
+def test_track_save_reopen_and_a_gain_re_bakes_with_undo(capture, short_clip, tmp_path):
+    """The panel's workflow across sessions: track a video, save, open the .blend in a fresh
+    Blender (the video gone from its mind: the tracking is in the file), turn a gain: the keys
+    follow it, and undo brings them back."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("mediapipe")
+    name, settings, _ = capture
+    settings.video = str(short_clip)
+    assert bpy.ops.au2rig.capture_track() == {'FINISHED'}
+    blend = tmp_path / "capture.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    run = subprocess.run([sys.executable, "-c", REOPEN_CAPTURE, str(blend), name], capture_output=True, text=True,
+                         timeout=120)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stdout[-2000:] + run.stderr[-2000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert out["target"] == name and out["video"] == str(short_clip)
+    before, gained, undone = (np.array(out[k]) for k in ("before", "gained", "undone"))
+    assert before[:, 1].max() > 0.1  # the clip smiles
+    np.testing.assert_allclose(gained[:, 1], 0.5 * before[:, 1], atol=1e-6)
+    np.testing.assert_allclose(undone, before, atol=1e-6)
