@@ -205,9 +205,11 @@ class Rig:
             w = self.dense_weights[idx][:, bones]
         mats = self.skin_matrices(params, bones)[..., :3, :]  # (N, B, 3, 4)
         w = xp.asarray(w, mats)  # (V, B)
-        blended = xp.einsum("vb,nbij->nvij", w, mats)  # (N, V, 3, 4)
+        n, b = mats.shape[0], mats.shape[1]
+        # (V, B) @ (N, B, 12): one batched matrix product (numpy's einsum would loop, 10x slower)
+        blended = (w @ mats.reshape(n, b, 12)).reshape(n, len(idx), 3, 4)  # (N, V, 3, 4)
         rest = xp.asarray(self.vertices[idx], mats)
-        return xp.einsum("nvij,vj->nvi", blended[..., :3], rest) + blended[..., 3]
+        return (blended[..., :3] @ rest[..., None])[..., 0] + blended[..., 3]
 
     def landmarks_3d(self, params):
         """(N, 68, 3) deformed iBUG landmark points."""

@@ -68,7 +68,8 @@ def _without_similarity(columns: np.ndarray, points: np.ndarray, w: np.ndarray) 
     basis = np.stack([np.stack([ones, zeros], -1), np.stack([zeros, ones], -1), c,
                       np.stack([-c[..., 1], c[..., 0]], -1)], -1).reshape(len(points), -1, 4)  # (N, 136, 4)
     bw = basis * w[None, :, None]
-    coef = np.linalg.solve(np.einsum("nik,nil->nkl", bw, basis), np.einsum("nik,nil->nkl", bw, columns))
+    bwt = np.swapaxes(bw, 1, 2)  # (N, 4, 136): matmul, not einsum (BLAS: ten times faster here)
+    coef = np.linalg.solve(bwt @ basis, bwt @ columns)
     return columns - basis @ coef
 
 
@@ -150,8 +151,9 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
             jac[:, :, j] = (residual(moved)[0] - r) / (moved[:, free[j]] - x[:, free[j]])[:, None]
         # one Gauss-Newton step per frame with the prior, projected onto the AU bounds
         jw = jac * weights_2d[None, :, None]
-        h = np.einsum("nik,nil->nkl", jw, jac) + np.diag(1.0 / sig ** 2)[None]
-        g = np.einsum("nik,ni->nk", jw, r) + (x[:, free] - prior[:, free]) / sig ** 2
+        jwt = np.swapaxes(jw, 1, 2)
+        h = jwt @ jac + np.diag(1.0 / sig ** 2)[None]
+        g = (jwt @ r[..., None])[..., 0] + (x[:, free] - prior[:, free]) / sig ** 2
         delta = -np.linalg.solve(h, g[..., None])[..., 0]
         x[:, free] = np.clip(x[:, free] + delta, lo[free], hi[free])
         r, model_now = residual(x)
@@ -248,8 +250,9 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
             moved[:, yp[j]] += STEP["pose"]
             jy[:, :, j] = (residual(gains, moved)[0] - r) / STEP["pose"]
         jw = jy * w2[None, :, None]
-        h = np.einsum("nik,nil->nkl", jw, jy) + np.eye(2)[None] / PRIOR_SIGMA["pose"] ** 2
-        g = np.einsum("nik,ni->nk", jw, r) + (x[:, yp] - x0[rows][:, yp]) / PRIOR_SIGMA["pose"] ** 2
+        jwt = np.swapaxes(jw, 1, 2)
+        h = jwt @ jy + np.eye(2)[None] / PRIOR_SIGMA["pose"] ** 2
+        g = (jwt @ r[..., None])[..., 0] + (x[:, yp] - x0[rows][:, yp]) / PRIOR_SIGMA["pose"] ** 2
         x[:, yp] -= np.linalg.solve(h, g[..., None])[..., 0]
         r, model, p = residual(gains, x)
         # the gains: one linear face model (frontal, at the take's median expression), each frame's
@@ -263,8 +266,9 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
         live = c * ((gains * c) < 1.0)  # a clipped channel no longer moves with its gain
         jac = -_without_similarity(dface, model, w2) * live[:, None, :]  # (N, 136, A)
         jw = jac * w2[None, :, None]
-        h = np.einsum("nik,nil->kl", jw, jac) / per_observation + np.eye(n_au) / config.sigma ** 2
-        grad = np.einsum("nik,ni->k", jw, r) / per_observation + (gains - prior) / config.sigma ** 2
+        jw2 = jw.reshape(-1, n_au).T  # every frame's rows at once: one BLAS product
+        h = jw2 @ jac.reshape(-1, n_au) / per_observation + np.eye(n_au) / config.sigma ** 2
+        grad = jw2 @ r.reshape(-1) / per_observation + (gains - prior) / config.sigma ** 2
         gains = np.clip(gains - np.linalg.solve(h, grad), *RANGE_BOUNDS)
         r, model, p = residual(gains, x)
     report["error_after"] = float(np.sqrt(np.mean(r ** 2) * 2))
