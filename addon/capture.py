@@ -5,7 +5,8 @@
    saved to a file, and a channel's weight in one of its entries edited;
 2. **Source**: the video, shown beside the target as an image plane that plays with the
    timeline (:func:`show_reference`);
-3. **Track**: ``au2rig.animate_from_video`` with the panel's settings (modal, progress, ESC);
+3. **Track**: ``au2rig.animate_from_video`` with the panel's settings (modal, progress, ESC); the
+   target defaults to the active object, and the video reference appears if it is not there;
 4. **Calibrate**: the neutral (automatic, or the frame the timeline is on), a gain per group
    and per FACS code, smoothing, head pose and gaze on or off. Every change re-bakes the
    tracking kept in the target (``addon/stored.py``) at once, into the same Action, and is
@@ -299,9 +300,17 @@ class AU2RIG_OT_capture_track(bpy.types.Operator):
 
     def execute(self, context):
         s = _settings(context)
+        active = context.active_object
+        if s.target is None and active is not None and active.type in {'ARMATURE', 'MESH'}:
+            s.target = active  # the object in hand
         if s.target is None or not s.video:
             self.report({'ERROR'}, "choose the target and the video first")
             return {'CANCELLED'}
+        if bpy.data.objects.get(REFERENCE) is None:  # the video beside the face, to compare as it keys
+            try:
+                show_reference(context, s.video, s.target, s.start_frame)
+            except ValueError as e:
+                self.report({'WARNING'}, f"no video reference in the viewport: {e}")
         changes = key_changes(s)
         args = dict(filepath=s.video, target=s.target.name, start_frame=s.start_frame,
                     channels=changes["channels"], gains=changes["gains"], action_name=changes["action_name"],

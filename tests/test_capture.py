@@ -123,7 +123,9 @@ def test_track_and_bake_from_the_panel(capture, short_clip):
     pytest.importorskip("mediapipe")
     name, settings, _ = capture
     settings.video, settings.action_name, settings.bones = str(short_clip), "take1", True
+    settings.target = None  # the active object (the face) is taken
     assert bpy.ops.au2rig.capture_track() == {'FINISHED'}
+    assert settings.target.name == name and "au2rig reference" in bpy.data.objects  # and the video beside it
     face = bpy.data.objects[name]
     assert face.animation_data.action.name == "take1"
     paths = {fc.data_path for fc in action_fcurves(face.animation_data.action)}
