@@ -93,9 +93,10 @@ out = {"user_extensions": bpy.utils.user_resource('EXTENSIONS')}
 out["install"] = sorted(bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
                                                                   enable_on_install=True))
 out["enabled"] = "bl_ext.user_default.au2rig" in bpy.context.preferences.addons
-mods = [sys.modules["bl_ext.user_default.au2rig." + m] for m in ("properties", "operators", "panels")]
+mods = [sys.modules["bl_ext.user_default.au2rig." + m] for m in ("properties", "operators", "panels", "capture")]
 names = sorted({n for mod in mods for n, c in vars(mod).items() if n.startswith("AU2RIG_")
                 and isinstance(c, type) and issubclass(c, (bpy.types.Operator, bpy.types.Panel))})
+out["capture_settings"] = hasattr(bpy.types.Scene, "au2rig_capture")
 out["classes"] = names
 out["registered"] = [n for n in names if hasattr(bpy.types, n)]
 out["add_rig"] = sorted(bpy.ops.au2rig.add_face_rig(name="Face"))
@@ -117,7 +118,10 @@ out["uninstall"] = sorted(bpy.ops.extensions.package_uninstall(repo_index=index,
 out["enabled_after"] = "bl_ext.user_default.au2rig" in bpy.context.preferences.addons
 out["registered_after"] = [n for n in names if hasattr(bpy.types, n)]
 out["still_loaded"] = addon_utils.check("bl_ext.user_default.au2rig")[1]
-print("RESULT " + json.dumps(out))
+out["capture_settings_after"] = hasattr(bpy.types.Scene, "au2rig_capture")
+print("RESULT " + json.dumps(out), flush=True)
+import os
+os._exit(0)  # bpy 4.2.0 crashes while the interpreter shuts down once a property had an update callback
 '''
 
 
@@ -169,11 +173,12 @@ def check_installed_and_uninstalled(result, user_dir):
     assert result["user_extensions"].startswith(str(user_dir))  # the fresh user directory, not ~/.config
     assert result["install"] == ["FINISHED"] and result["enabled"]
     assert {"AU2RIG_OT_add_face_rig", "AU2RIG_OT_import_tracking", "AU2RIG_OT_animate_from_video",
-            "AU2RIG_OT_render_pairs", "AU2RIG_PT_channels"} <= set(result["classes"])
-    assert result["registered"] == result["classes"]
+            "AU2RIG_OT_render_pairs", "AU2RIG_PT_channels", "AU2RIG_PT_capture",
+            "AU2RIG_OT_capture_track"} <= set(result["classes"])
+    assert result["registered"] == result["classes"] and result["capture_settings"]
     assert result["add_rig"] == ["FINISHED"] and result["rig_channels"]
     assert result["uninstall"] == ["FINISHED"] and not result["enabled_after"]
-    assert result["registered_after"] == [] and not result["still_loaded"]
+    assert result["registered_after"] == [] and not result["still_loaded"] and not result["capture_settings_after"]
     assert not (user_dir / "extensions" / "user_default" / "au2rig").exists()
 
 
@@ -266,7 +271,9 @@ t = track.track_video(clip, track.TrackConfig(), progress=False)
 np.save(out_path, t.params)
 print("RESULT " + json.dumps({"module": track.__name__, "gaze": t.meta["calibration"]["gaze"],
                               "range": t.meta["calibration"]["motion_range"]["range"],
-                              "torch": sys.modules.get("torch") is not None}))
+                              "torch": sys.modules.get("torch") is not None}), flush=True)
+import os
+os._exit(0)  # bpy 4.2.0 crashes while the interpreter shuts down once a property had an update callback
 '''
 
 
