@@ -5,8 +5,9 @@
    saved to a file, and a channel's weight in one of its entries edited;
 2. **Source**: the video, shown beside the target as an image plane that plays with the
    timeline (:func:`show_reference`);
-3. **Track**: ``au2rig.animate_from_video`` with the panel's settings (modal, progress, ESC); the
-   target defaults to the active object, and the video reference appears if it is not there;
+3. **Track**: ``au2rig.animate_from_video`` with the panel's settings (modal, progress, ESC),
+   with an actor profile from another take and/or saving this take's; the target defaults to the
+   active object, and the video reference appears if it is not there;
 4. **Calibrate**: the neutral (automatic, or the frame the timeline is on), a gain per group
    and per FACS code, smoothing, head pose and gaze on or off. Every change re-bakes the
    tracking kept in the target (``addon/stored.py``) at once, into the same Action, and is
@@ -82,6 +83,11 @@ def _settings_annotations() -> dict:
                                           description="The face video to track"),
         "start_frame": bpy.props.IntProperty(name="Start Frame", default=1,
                                              description="Scene frame of the video's first frame"),
+        "actor": bpy.props.StringProperty(name="Actor Profile", subtype='FILE_PATH', default="",
+                                          description="An actor profile from another take (neutral face, range of "
+                                                      "motion): for a take that never rests"),
+        "save_actor": bpy.props.StringProperty(name="Save Actor", subtype='FILE_PATH', default="",
+                                               description="Write this take's actor profile for the next takes"),
         "neutral": bpy.props.EnumProperty(name="Neutral", default="auto", update=_on_change,
                                           items=(("auto", "Automatic", "The actor's most relaxed frames"),
                                                  ("frame", "At a Frame", "The face at Neutral Frame: every AU 0 "
@@ -312,7 +318,8 @@ class AU2RIG_OT_capture_track(bpy.types.Operator):
             except ValueError as e:
                 self.report({'WARNING'}, f"no video reference in the viewport: {e}")
         changes = key_changes(s)
-        args = dict(filepath=s.video, target=s.target.name, start_frame=s.start_frame,
+        args = dict(filepath=s.video, target=s.target.name, start_frame=s.start_frame, actor=s.actor,
+                    save_actor=s.save_actor,
                     channels=changes["channels"], gains=changes["gains"], action_name=changes["action_name"],
                     bones=changes["bones"], retarget_map=changes["retarget_map"], map_path=changes["map_path"],
                     neutral_frame=changes["neutral_frame"])
@@ -402,6 +409,8 @@ class AU2RIG_PT_capture(bpy.types.Panel):
         box.operator(AU2RIG_OT_capture_reference.bl_idname, icon='IMAGE_PLANE')
         box = layout.box()
         box.label(text="3. Track", icon='TRACKING')
+        box.prop(s, "actor")
+        box.prop(s, "save_actor")
         box.operator(AU2RIG_OT_capture_track.bl_idname, icon='PLAY')
         box = layout.box()
         box.label(text="4. Calibrate", icon='MODIFIER')

@@ -232,6 +232,12 @@ class AU2RIG_OT_animate_from_video(bpy.types.Operator):
         "scene_fps": bpy.props.BoolProperty(name="Scene FPS From Video", default=True,
                                             description="Set the scene's frame rate to the video's "
                                                         "(divided by the step)"),
+        "actor": bpy.props.StringProperty(name="Actor Profile", subtype='FILE_PATH', default="",
+                                          description="An actor profile from another take (its neutral face and "
+                                                      "range of motion), for a take that never rests"),
+        "save_actor": bpy.props.StringProperty(name="Save Actor", subtype='FILE_PATH', default="",
+                                               description="Write this take's actor profile (JSON) for the actor's "
+                                                           "next takes"),
         "save_tracking": bpy.props.BoolProperty(name="Save Tracking", default=False,
                                                 description="Also write the tracking (CSV, JSON, NPZ)"),
         "tracking_path": bpy.props.StringProperty(name="Tracking File", subtype='FILE_PATH', default="",
@@ -253,15 +259,20 @@ class AU2RIG_OT_animate_from_video(bpy.types.Operator):
             raise ValueError("choose a video file")
         path = bpy.path.abspath(self.filepath)
         track = video.load_tracker()
+        actor = bpy.path.abspath(self.actor) if self.actor else None
+        save_actor = bpy.path.abspath(self.save_actor) if self.save_actor else None
+        if save_actor and (actor or neutral is None):
+            raise ValueError("Save Actor: a take tracked with an actor profile or without a neutral has no neutral of "
+                             "its own to save; track a take where the actor rests, with Neutral auto or a frame")
         config = track.TrackConfig(model=bpy.path.abspath(self.model) if self.model else None,
                                    smoothing=self.smoothing, neutral=neutral, gains=gains,
-                                   step=self.frame_step)
+                                   step=self.frame_step, actor=actor)
         save_to = None
         if self.save_tracking:
             from pathlib import Path
 
             save_to = bpy.path.abspath(self.tracking_path) if self.tracking_path else Path(path).with_suffix(".csv")
-        return video.TrackJob(track, path, config, save_to), opts, obj.name, rmap
+        return video.TrackJob(track, path, config, save_to, save_actor), opts, obj.name, rmap
 
     def execute(self, context):
         """Track and key; with a window as a modal run (progress, ESC cancels), else synchronously
@@ -334,7 +345,7 @@ class AU2RIG_OT_animate_from_video(bpy.types.Operator):
             return {'CANCELLED'}
         if report is not None and (report.skipped or report.renamed):
             self.report({'WARNING'}, report.text())
-        saved = f"; tracking saved to {self._job.written[0]}" if self._job.written else ""
+        saved = f"; written: {', '.join(str(p) for p in self._job.written)}" if self._job.written else ""
         self.report({'INFO'}, f"{action.name}: {int(tracking.success.sum())} of {len(tracking)} frames of "
                               f"{self._job.video.name} onto {obj.name}{saved}")
         return {'FINISHED'}

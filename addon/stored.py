@@ -4,8 +4,9 @@ video or the tracking file.
 
 Kept as an ID property group on the keyed object (``obj["au2rig_tracking"]``): the layout's
 version and channel names, fps, the per-row frame numbers, timestamps, face flags, confidences
-and parameter vectors (flat doubles; NaN where a row has no face), where it came from, and the
-keying options last used. The landmarks are not kept (keying does not use them).
+and parameter vectors (flat doubles; NaN where a row has no face), where it came from and how it
+was calibrated (the tracker's notes: neutral, actor profile, range of motion), and the keying
+options last used. The landmarks are not kept (keying does not use them).
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def store_tracking(obj, tracking, options: dict | None = None, action=None) -> N
         "frames": [int(f) for f in tracking.frames], "timestamps": np.asarray(tracking.timestamps, float).tolist(),
         "success": [int(s) for s in tracking.success], "confidence": np.asarray(tracking.confidence, float).tolist(),
         "params": params.ravel().tolist(),
-        "source": json.dumps({k: v for k, v in (tracking.meta or {}).items() if k in ("source", "video", "format")},
-                             default=str),
+        "source": json.dumps({k: v for k, v in (tracking.meta or {}).items()
+                              if k in ("source", "video", "format", "calibration")}, default=str),
         "options": json.dumps(options or {}, default=str),
         "action": action.name if action is not None else "",
     }

@@ -59,12 +59,14 @@ class TrackJob:
 
     ``run()`` tracks (call it in a thread, or inline); ``stop`` (an Event) ends it early;
     ``done`` / ``total`` are the progress; afterwards :meth:`result` gives the tracking or
-    raises. ``save_to``: also write the tracking there (CSV with JSON / NPZ twins).
+    raises. ``save_to``: also write the tracking there (CSV with JSON / NPZ twins); ``save_actor``:
+    the take's actor profile (its neutral and fitted range of motion, ``core.tracking.actor``).
     """
 
-    def __init__(self, track, video, config, save_to=None):
+    def __init__(self, track, video, config, save_to=None, save_actor=None):
         self.track, self.video, self.config = track, Path(video), config
         self.save_to = Path(save_to) if save_to else None
+        self.save_actor = Path(save_actor) if save_actor else None
         self.stop = threading.Event()
         self.done, self.total = 0, None
         self.tracking, self.error, self.written = None, None, []
@@ -77,8 +79,14 @@ class TrackJob:
         try:
             tracking = self.track.track_video(self.video, self.config, progress=False,
                                               on_progress=self._progress, should_stop=self.stop.is_set)
-            if self.save_to is not None and not tracking.meta.get("stopped_early") and tracking.success.any():
+            complete = not tracking.meta.get("stopped_early") and tracking.success.any()
+            if self.save_to is not None and complete:
                 self.written = self.track.write_outputs(tracking, self.save_to)
+            if self.save_actor is not None and complete:  # the actor's neutral and range, for the next take
+                from ._core import actor_profiles
+
+                profile_from_tracking, write_profile = actor_profiles()
+                self.written.append(write_profile(profile_from_tracking(tracking), self.save_actor))
             self.tracking = tracking
         except Exception as e:  # noqa: BLE001 - handed to the main thread, which reports it
             self.error = e

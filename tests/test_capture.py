@@ -271,3 +271,27 @@ def test_track_save_reopen_and_a_gain_re_bakes_with_undo(capture, short_clip, tm
     assert before[:, 1].max() > 0.1  # the clip smiles
     np.testing.assert_allclose(gained[:, 1], 0.5 * before[:, 1], atol=1e-6)
     np.testing.assert_allclose(undone, before, atol=1e-6)
+
+
+def test_the_panel_saves_an_actor_and_tracks_the_next_take_with_it(capture, short_clip, tmp_path):
+    """The command line's --save-actor / --actor in Blender: the first take's profile (neutral and
+    range of motion) is written, and the next take is tracked with it."""
+    import json
+
+    pytest.importorskip("mediapipe")
+    name, settings, _ = capture
+    profile = tmp_path / "actor.json"
+    settings.video, settings.save_actor = str(short_clip), str(profile)
+    assert bpy.ops.au2rig.capture_track() == {'FINISHED'}
+    data = json.loads(profile.read_text())
+    assert data["format"] == "au2rig actor profile" and len(data["motion_range"]) == len(data["au_channels"])
+    settings.actor = str(profile)  # the next take: with the profile, and nothing of its own to save
+    with pytest.raises(RuntimeError, match="Save Actor: a take tracked with an actor profile"):
+        bpy.ops.au2rig.capture_track()
+    settings.save_actor = ""
+    assert bpy.ops.au2rig.capture_track() == {'FINISHED'}
+    from au2rig.addon.stored import stored_tracking
+
+    kept = stored_tracking(bpy.data.objects[name])
+    assert kept.meta["video"]["path"] == str(short_clip)
+    assert kept.meta["calibration"]["actor"]["profile"] == str(profile)  # the take was tracked with it
