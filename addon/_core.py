@@ -41,7 +41,8 @@ def actor_profiles():
     return profile_from_tracking, write_profile
 
 
-__all__ = ["actor_profiles", "atomic_path", "quiet_fd", "LAYOUT", "ParameterLayout", "random_performance", "scripted_performance",
+__all__ = ["actor_profiles", "atomic_path", "quiet_fd", "LAYOUT", "ParameterLayout", "random_performance",
+           "scripted_performance",
            "tracker", "Rig", "RigSpecError", "load_rig", "pairs", "VIDEO_SUFFIXES", "Skinning", "LOD_FACTORS",
            "auto_lod", "lod_of", "CHANNEL_SETS", "combine_gains", "euler_quaternions", "parse_gains", "plan_keys",
            "redundant_keys", "scene_fps", "select_channels", "retarget", "Tracking", "read_tracking"]
