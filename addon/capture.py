@@ -19,6 +19,8 @@ headless with arguments.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import bpy
 
 from ._core import LAYOUT, combine_gains
@@ -62,6 +64,25 @@ def rebake_now(settings, context) -> str | None:
         return str(e)
     settings.status = ""
     return None
+
+
+def _rebake_reported(op, settings, context) -> set:
+    """An operator's end after :func:`rebake_now`: the error reported, or finished."""
+    error = rebake_now(settings, context)
+    if error:
+        op.report({'ERROR'}, error)
+        return {'CANCELLED'}
+    return {'FINISHED'}
+
+
+@contextmanager
+def _held(settings):
+    """Settings changed inside do not re-bake one by one (the caller re-bakes once, or not at all)."""
+    live, settings.live = settings.live, False
+    try:
+        yield settings
+    finally:
+        settings.live = live
 
 
 def _on_change(settings, context):
@@ -255,8 +276,8 @@ class AU2RIG_OT_capture_save_map(bpy.types.Operator):
         except (ValueError, OSError) as e:
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
-        live, s.live = s.live, False  # the same map, now from its file: nothing to re-bake
-        s.retarget_map, s.map_path, s.live = "custom", str(path), live
+        with _held(s):  # the same map, now from its file: nothing to re-bake
+            s.retarget_map, s.map_path = "custom", str(path)
         self.report({'INFO'}, f"{rmap.name}: {len(rmap.entries)} entries saved to {path}")
         return {'FINISHED'}
 
@@ -289,12 +310,10 @@ class AU2RIG_OT_capture_set_weight(bpy.types.Operator):
         except (ValueError, OSError) as e:
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
-        error = rebake_now(s, context)
-        if error:
-            self.report({'ERROR'}, error)
-            return {'CANCELLED'}
-        self.report({'INFO'}, f"{target}: {s.map_channel} x {s.map_weight:g} in {path}")
-        return {'FINISHED'}
+        done = _rebake_reported(self, s, context)
+        if done == {'FINISHED'}:
+            self.report({'INFO'}, f"{target}: {s.map_channel} x {s.map_weight:g} in {path}")
+        return done
 
 
 class AU2RIG_OT_capture_track(bpy.types.Operator):
@@ -340,18 +359,13 @@ class AU2RIG_OT_capture_neutral_here(bpy.types.Operator):
 
     def execute(self, context):
         s = _settings(context)
-        live, s.live = s.live, False  # one re-bake for both settings
-        try:
+        with _held(s):  # one re-bake for both settings
             s.neutral_frame = context.scene.frame_current if self.frame < 0 else self.frame
             s.neutral = "frame"
-        finally:
-            s.live = live
-        error = rebake_now(s, context)
-        if error:
-            self.report({'ERROR'}, error)
-            return {'CANCELLED'}
-        self.report({'INFO'}, f"neutral at frame {s.neutral_frame}")
-        return {'FINISHED'}
+        done = _rebake_reported(self, s, context)
+        if done == {'FINISHED'}:
+            self.report({'INFO'}, f"neutral at frame {s.neutral_frame}")
+        return done
 
 
 class AU2RIG_OT_capture_rebake(bpy.types.Operator):
@@ -368,11 +382,7 @@ class AU2RIG_OT_capture_rebake(bpy.types.Operator):
         if s.target is None or stored.PROPERTY not in s.target:
             self.report({'ERROR'}, "the target has no tracking yet: track a video or import a tracking onto it")
             return {'CANCELLED'}
-        error = rebake_now(s, context)
-        if error:
-            self.report({'ERROR'}, error)
-            return {'CANCELLED'}
-        return {'FINISHED'}
+        return _rebake_reported(self, s, context)
 
 
 class AU2RIG_PT_capture(bpy.types.Panel):

@@ -73,6 +73,24 @@ def _without_similarity(columns: np.ndarray, points: np.ndarray, w: np.ndarray) 
     return columns - basis @ coef
 
 
+WEIGHTS_2D = np.repeat(1.0 / POINT_SIGMA ** 2, 2)  # (136,) per coordinate of the 68 points
+
+
+def _landmark_residual(rig, layout: ParameterLayout):
+    """``(iod, residual)``: the rig's inter-ocular distance at neutral, and ``residual(params,
+    points)`` giving (detections aligned onto the model - model) per row (N, 136) and the model's
+    points (N, 68, 2), both in units of that distance."""
+    ref = rig.landmarks_2d(layout.neutral())[0]
+    iod = float(np.linalg.norm(ref[36:42].mean(0) - ref[42:48].mean(0)))
+    wpt = WEIGHTS_2D[::2]
+
+    def residual(params, points):
+        model = rig.landmarks_2d(params) / iod
+        return (_procrustes(points / iod, model, wpt) - model).reshape(len(params), -1), model
+
+    return iod, residual
+
+
 def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | None = None,
              reference: int | None = None, config: FitConfig = FitConfig(),
              layout: ParameterLayout = LAYOUT) -> tuple[np.ndarray, dict]:
@@ -98,16 +116,8 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
     x[:, ident] = face
     lo, hi = layout.lo, layout.hi
 
-    neutral = layout.neutral()
-    ref = rig.landmarks_2d(neutral)[0]
-    iod = float(np.linalg.norm(ref[36:42].mean(0) - ref[42:48].mean(0)))
-    wpt = 1.0 / POINT_SIGMA ** 2
-    weights_2d = np.repeat(wpt, 2)  # (136,)
-
-    def raw_residual(params, points):
-        """(aligned detections - model) per row, and the model's points, in IOD units."""
-        model = rig.landmarks_2d(params) / iod
-        return (_procrustes(points / iod, model, wpt) - model).reshape(len(params), -1), model
+    iod, raw_residual = _landmark_residual(rig, layout)
+    weights_2d = WEIGHTS_2D
 
     # what the rig cannot show of this actor's face (shape, the detector's habits) is in every
     # frame alike: measured on the neutral reference frame (its AUs zero) and taken out
@@ -213,14 +223,8 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
     x[:, ident] = np.median(x[:, ident], 0)  # one face for the whole take
     c = np.clip(x[:, au], 0.0, 1.0)  # the estimator's calibrated AUs: the curves the gains scale
 
-    ref = rig.landmarks_2d(layout.neutral())[0]
-    iod = float(np.linalg.norm(ref[36:42].mean(0) - ref[42:48].mean(0)))
-    wpt = 1.0 / POINT_SIGMA ** 2
-    w2 = np.repeat(wpt, 2)
-
-    def raw_residual(params, points):
-        model = rig.landmarks_2d(params) / iod
-        return (_procrustes(points / iod, model, wpt) - model).reshape(len(params), -1), model
+    iod, raw_residual = _landmark_residual(rig, layout)
+    w2 = WEIGHTS_2D
 
     # the actor's own shape: what remains of the resting face, frontal with every AU at 0
     offset = 0.0

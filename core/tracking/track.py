@@ -237,13 +237,11 @@ def calibrate_take(raw: np.ndarray, valid: np.ndarray, config: TrackConfig, layo
     return params, notes
 
 
-def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
-                layout: ParameterLayout = LAYOUT, neutral_row: int | None = None,
-                baseline: np.ndarray | None = None, motion_range: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-    """Calibration (:func:`calibrate_take`), the actor's range of motion (a gain per AU channel,
-    from :func:`core.tracking.clip_fit.fit_range`), smoothing and the user's gains on raw
-    parameters; returns ``(params, notes)``."""
-    params, notes = calibrate_take(raw, valid, config, layout, neutral_row, baseline)
+def postprocess(calibrated: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, config: TrackConfig,
+                layout: ParameterLayout = LAYOUT, motion_range: np.ndarray | None = None) -> np.ndarray:
+    """After calibration (:func:`calibrate_take`): the actor's range of motion (a gain per AU
+    channel, from :func:`core.tracking.clip_fit.fit_range`), smoothing and the user's gains."""
+    params = calibrated.copy()
     if motion_range is not None:
         au = layout.group_slice("au")
         params[:, au] = np.clip(params[:, au] * motion_range, layout.lo[au], layout.hi[au])
@@ -251,7 +249,7 @@ def postprocess(raw: np.ndarray, timestamps: np.ndarray, valid: np.ndarray, conf
     if config.gains:
         params = apply_gain(params, config.gains, layout)
     params[~valid] = np.nan
-    return params, notes
+    return params
 
 
 def track_video(video, config: TrackConfig = TrackConfig(), progress: bool = True, on_progress=None,
@@ -407,19 +405,19 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
                                    estimator.meta.get("relaxed_weights"))
     named = ref if config.neutral not in ("auto", None) else None
     baseline = None if profile is None else profile.baseline
+    calibrated, notes = calibrate_take(raw, valid, config, layout, named, baseline)
     motion_range, range_report = None, None
     if config.adapt and valid.any():  # the actor's range of motion, fitted through the rig on this take
         from ..rig import load_rig
         from .clip_fit import fit_range
 
-        calibrated = calibrate_take(raw, valid, config, layout, named, baseline)[0]
         prior = None if profile is None else profile.motion_range
         resting, resting_pose = (profile.reference[None], None) if profile is not None else \
             (None, None) if rest is None else (landmarks[rest], raw[rest][:, layout.group_slice("pose")])
         motion_range, range_report = fit_range(load_rig(layout=layout), landmarks, calibrated, valid, resting,
                                                resting_pose, prior, fps=fps, layout=layout)
         range_report["range"] = dict(zip(layout.group_names("au"), np.round(motion_range, 4).tolist()))
-    params, notes = postprocess(raw, timestamps, valid, config, layout, named, baseline, motion_range)
+    params = postprocess(calibrated, timestamps, valid, config, layout, motion_range)
     if profile is not None:
         notes["actor"] = {"profile": str(config.actor), "source": profile.source}
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])
