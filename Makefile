@@ -18,7 +18,7 @@ BLENDER_TESTS := tests/test_bake.py tests/test_blender_rig.py tests/test_build_a
 export PYTEST_THEN_EXIT := import os, sys, pytest; code = int(pytest.main(sys.argv[1:])); \
 	sys.stdout.flush(); sys.stderr.flush(); os._exit(code)
 
-.PHONY: demo test contact-sheet pairs bench bench-render bench-tracker bench-bake train-landmarks train-generator \
+.PHONY: demo test contact-sheet pairs bench bench-render bench-tracker bench-bake bench-detector train-landmarks train-generator \
 	generator-sheet clean
 
 $(STAMP): pyproject.toml
@@ -54,6 +54,9 @@ bench-render: $(STAMP)
 
 bench-bake: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_bake.py
+
+bench-detector: $(STAMP)
+	$(BIN)/python tests/benchmarks/bench_detector_on_rig.py --out out/bench
 
 bench-tracker: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_tracker.py
