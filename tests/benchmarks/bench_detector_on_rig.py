@@ -29,8 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-
 # iBUG 68 regions
 MOUTH = list(range(48, 68))
 NOSE = list(range(27, 36))
@@ -67,13 +65,11 @@ def measure(name: str, neutral: np.ndarray, moved: np.ndarray, rig_neutral: np.n
             rig_moved: np.ndarray) -> tuple[str, float, float]:
     """``(measure, detector change, rig change)`` for channel ``name``: signed changes in pixels
     of the channel's measure (projected region motion: the rig's change is its motion's norm)."""
-    code = name.split("_")[0]
-    if code in ("AU43", "AU05", "AU07"):
-        f = lambda p: eye_opening(p, _sides(name))  # noqa: E731
-        return "eye opening", f(moved) - f(neutral), f(rig_moved) - f(rig_neutral)
-    if code in ("AU01", "AU02", "AU04"):
-        f = lambda p: brow_height(p, _sides(name))  # noqa: E731
-        return "brow height", f(moved) - f(neutral), f(rig_moved) - f(rig_neutral)
+    code, sides = name.split("_")[0], _sides(name)
+    for what, codes, f in (("eye opening", ("AU43", "AU05", "AU07"), eye_opening),
+                           ("brow height", ("AU01", "AU02", "AU04"), brow_height)):
+        if code in codes:
+            return what, f(moved, sides) - f(neutral, sides), f(rig_moved, sides) - f(rig_neutral, sides)
     region = REGION[code]
     rig_d = (rig_moved - rig_neutral)[region]
     det_d = (moved - neutral)[region]
@@ -87,13 +83,12 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--out", type=Path, default=None, help="also write the picture here")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     import cv2
 
-    from addon import contact_sheet
-    from core.rig import load_rig
-    from core.rig.layout import LAYOUT
-    from core.tracking.landmarks import BackendUnavailable, open_backend
+    from au2rig.addon import contact_sheet
+    from au2rig.core.rig import load_rig
+    from au2rig.core.rig.layout import LAYOUT
+    from au2rig.core.tracking.landmarks import BackendUnavailable, open_backend
 
     rig = load_rig()
     try:
