@@ -117,7 +117,6 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
     lo, hi = layout.lo, layout.hi
 
     iod, raw_residual = _landmark_residual(rig, layout)
-    weights_2d = WEIGHTS_2D
 
     # what the rig cannot show of this actor's face (shape, the detector's habits) is in every
     # frame alike: measured on the neutral reference frame (its AUs zero) and taken out
@@ -154,13 +153,13 @@ def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | N
         dface = (face_pts[1:] - face_pts[:1]) / step[2] / iod  # (A, 68, 2) per AU, frontal
         # aligned - model: the model moves, and the alignment follows the part of that motion that
         # a similarity can make (variable projection), so only the rest changes the residual
-        jac[:, :, 2:] = -_without_similarity(dface.reshape(len(dface), -1).T[None], model_now, weights_2d)
+        jac[:, :, 2:] = -_without_similarity(dface.reshape(len(dface), -1).T[None], model_now, WEIGHTS_2D)
         for j in exact:  # the lids turn about the eye: far from linear, so per frame on the exact rig
             moved = x.copy()
             moved[:, free[j]] += step[j] * np.where(x[:, free[j]] + step[j] > hi[free[j]], -1.0, 1.0)
             jac[:, :, j] = (residual(moved)[0] - r) / (moved[:, free[j]] - x[:, free[j]])[:, None]
         # one Gauss-Newton step per frame with the prior, projected onto the AU bounds
-        jw = jac * weights_2d[None, :, None]
+        jw = jac * WEIGHTS_2D[None, :, None]
         jwt = np.swapaxes(jw, 1, 2)
         h = jwt @ jac + np.diag(1.0 / sig ** 2)[None]
         g = (jwt @ r[..., None])[..., 0] + (x[:, free] - prior[:, free]) / sig ** 2
@@ -224,7 +223,6 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
     c = np.clip(x[:, au], 0.0, 1.0)  # the estimator's calibrated AUs: the curves the gains scale
 
     iod, raw_residual = _landmark_residual(rig, layout)
-    w2 = WEIGHTS_2D
 
     # the actor's own shape: what remains of the resting face, frontal with every AU at 0
     offset = 0.0
@@ -253,7 +251,7 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
             moved = x.copy()
             moved[:, yp[j]] += STEP["pose"]
             jy[:, :, j] = (residual(gains, moved)[0] - r) / STEP["pose"]
-        jw = jy * w2[None, :, None]
+        jw = jy * WEIGHTS_2D[None, :, None]
         jwt = np.swapaxes(jw, 1, 2)
         h = jwt @ jy + np.eye(2)[None] / PRIOR_SIGMA["pose"] ** 2
         g = (jwt @ r[..., None])[..., 0] + (x[:, yp] - x0[rows][:, yp]) / PRIOR_SIGMA["pose"] ** 2
@@ -268,8 +266,8 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
         pts = rig.landmarks_2d(probes)
         dface = ((pts[1:] - pts[:1]) / STEP["au"] / iod).reshape(n_au, -1).T[None]
         live = c * ((gains * c) < 1.0)  # a clipped channel no longer moves with its gain
-        jac = -_without_similarity(dface, model, w2) * live[:, None, :]  # (N, 136, A)
-        jw = jac * w2[None, :, None]
+        jac = -_without_similarity(dface, model, WEIGHTS_2D) * live[:, None, :]  # (N, 136, A)
+        jw = jac * WEIGHTS_2D[None, :, None]
         jw2 = jw.reshape(-1, n_au).T  # every frame's rows at once: one BLAS product
         h = jw2 @ jac.reshape(-1, n_au) / per_observation + np.eye(n_au) / config.sigma ** 2
         grad = jw2 @ r.reshape(-1) / per_observation + (gains - prior) / config.sigma ** 2

@@ -48,16 +48,17 @@ def eye_offsets(points: np.ndarray) -> np.ndarray:
     return (out[0] + out[1]) / 2
 
 
-def eye_opening(landmarks: np.ndarray) -> np.ndarray:
-    """(..., 68, 2) iBUG landmarks -> (...,) mean height of both eyes' openings over their widths."""
+def eye_opening(landmarks: np.ndarray, eyes=(RIGHT_EYE, LEFT_EYE)) -> np.ndarray:
+    """(..., 68, 2) iBUG landmarks -> (...,) mean height of the ``eyes``' openings (both by
+    default) over their widths."""
     lm = np.asarray(landmarks, float)
     values = []
-    for eye in (RIGHT_EYE, LEFT_EYE):
+    for eye in eyes:
         e = lm[..., list(eye), :]
         height = (np.linalg.norm(e[..., 1, :] - e[..., 5, :], axis=-1) +
                   np.linalg.norm(e[..., 2, :] - e[..., 4, :], axis=-1)) / 2
         values.append(height / np.linalg.norm(e[..., 0, :] - e[..., 3, :], axis=-1))
-    return (values[0] + values[1]) / 2
+    return sum(values) / len(values)
 
 
 def gaze_angles(offsets: np.ndarray, landmarks: np.ndarray, neutral_rows) -> np.ndarray:

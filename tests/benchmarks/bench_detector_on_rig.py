@@ -10,7 +10,7 @@ render. The measure per channel, from neutral to full, on both the detector's po
 rig's exact projection of the same frame:
 
 * AU43 (eyes closed) and AU05/AU07: the eye opening of the channel's eye(s) (the mean of the two
-  upper-to-lower lid distances);
+  upper-to-lower lid distances over the eye's width, as the tracker's gaze reads it);
 * AU01, AU02, AU04: the brow height of the channel's side(s) above the eye centre;
 * every other AU: the landmarks of the AU's region (mouth, nose, chin, jaw, eyes), each point's
   motion projected on the rig's motion of that point (so detector noise does not count as motion).
@@ -29,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from au2rig.core.alignment.align import LEFT_EYE, RIGHT_EYE
+from au2rig.core.tracking.gaze import eye_opening as opening_over_width
+
 # iBUG 68 regions
 MOUTH = list(range(48, 68))
 NOSE = list(range(27, 36))
@@ -38,10 +41,12 @@ EYES = list(range(36, 48))
 REGION = {"AU06": EYES, "AU09": NOSE + [50, 51, 52], "AU10": NOSE[4:] + MOUTH, "AU12": MOUTH, "AU14": MOUTH,
           "AU15": MOUTH, "AU17": CHIN + MOUTH, "AU18": MOUTH, "AU20": MOUTH, "AU22": MOUTH, "AU23": MOUTH,
           "AU24": MOUTH, "AU25": MOUTH, "AU26": JAW + MOUTH, "AU30": JAW + MOUTH}
-# the subject's left eye / brow is on the image's right: iBUG 42-47 / 22-26
-EYE = {"L": (43, 44, 47, 46), "R": (37, 38, 41, 40)}  # upper, upper, lower, lower
+# the subject's left brow is on the image's right: iBUG 22-26
 BROW = {"L": list(range(22, 27)), "R": list(range(17, 22))}
-EYE_CENTRE = {"L": list(range(42, 48)), "R": list(range(36, 42))}
+
+
+def _eyes(sides):
+    return tuple({"L": LEFT_EYE, "R": RIGHT_EYE}[s] for s in sides)
 
 
 def _sides(name: str) -> tuple[str, ...]:
@@ -49,22 +54,21 @@ def _sides(name: str) -> tuple[str, ...]:
 
 
 def eye_opening(points: np.ndarray, sides) -> float:
-    out = []
-    for s in sides:
-        u1, u2, l1, l2 = EYE[s]
-        out.append(0.5 * (np.linalg.norm(points[u1] - points[l1]) + np.linalg.norm(points[u2] - points[l2])))
-    return float(np.mean(out))
+    """The sides' eye opening over the eye's width (``core.tracking.gaze.eye_opening``)."""
+    return float(opening_over_width(points, _eyes(sides)))
 
 
 def brow_height(points: np.ndarray, sides) -> float:
     """Mean height (pixels, up positive) of the side's brow points above its eye centre."""
-    return float(np.mean([points[EYE_CENTRE[s]].mean(0)[1] - points[BROW[s]].mean(0)[1] for s in sides]))
+    return float(np.mean([points[list(eye)].mean(0)[1] - points[BROW[s]].mean(0)[1]
+                          for s, eye in zip(sides, _eyes(sides))]))
 
 
 def measure(name: str, neutral: np.ndarray, moved: np.ndarray, rig_neutral: np.ndarray,
             rig_moved: np.ndarray) -> tuple[str, float, float]:
-    """``(measure, detector change, rig change)`` for channel ``name``: signed changes in pixels
-    of the channel's measure (projected region motion: the rig's change is its motion's norm)."""
+    """``(measure, detector change, rig change)`` for channel ``name``: signed changes of the
+    channel's measure (eye opening over the eye's width; brow height and projected region motion in
+    pixels, the rig's change being its motion's norm)."""
     code, sides = name.split("_")[0], _sides(name)
     for what, codes, f in (("eye opening", ("AU43", "AU05", "AU07"), eye_opening),
                            ("brow height", ("AU01", "AU02", "AU04"), brow_height)):
@@ -121,16 +125,16 @@ def main(argv=None) -> int:
             rows.append((name, what, d_det, d_rig, d_det / d_rig if abs(d_rig) > 1e-6 else np.nan))
             if args.out is not None:
                 tile = contact_sheet.draw_landmarks(contact_sheet.draw_landmarks(img, rig1, (0, 0, 255)), det)
-                tiles.append(contact_sheet.labelled(tile, name, f"{what}: {d_det:+.1f} / {d_rig:+.1f} px"))
+                tiles.append(contact_sheet.labelled(tile, name, f"{what}: {d_det:+.3g} / {d_rig:+.3g}"))
     backend.close()
     print(f"detector (MediaPipe face mesh -> 68 points) on Workbench renders at {args.size} px, each AU at "
-          f"full intensity; change from neutral, pixels")
+          f"full intensity; change from neutral (pixels; eye opening: over the eye's width)")
     print(f"{'channel':8s} {'measure':14s} {'detector':>9s} {'rig':>8s} {'ratio':>6s}")
     ratios = []
     for name, what, d_det, d_rig, ratio in rows:
         ratios.append(ratio)
         ok = "" if not np.isfinite(ratio) else ("  >= 0.5" if ratio >= 0.5 else "  SHORT")
-        print(f"{name:8s} {what:14s} {d_det:9.2f} {d_rig:8.2f} {ratio:6.2f}{ok}")
+        print(f"{name:8s} {what:14s} {d_det:9.3g} {d_rig:8.3g} {ratio:6.2f}{ok}")
     ratios = np.array(ratios, float)
     print(f"channels at >= 0.5: {int((ratios >= 0.5).sum())}/{len(ratios)}; median ratio "
           f"{np.nanmedian(ratios):.2f}")
