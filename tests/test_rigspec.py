@@ -1,8 +1,6 @@
 """A malformed rig spec fails with a message naming the file and the field at fault."""
 import re
 
-import re
-
 import pytest
 
 from au2rig.core.rig import DEFAULT_RIG, RigSpecError
