@@ -89,3 +89,34 @@ def test_the_neutral_shape_is_the_median_of_the_resting_frames(rig):
     assert np.allclose(neutral_shape(frame), align(frame)[0])
     with pytest.raises(ValueError, match="68 finite landmarks"):
         neutral_shape(np.full((2, 68, 2), np.nan))
+
+
+def test_an_actors_own_proportions_do_not_read_as_expressions(rig):
+    """A face the rig's identities cannot make (wide mouth, full lower lip, long jaw) reads as
+    neutral at rest, and a jaw opening on it reads as the jaw opening: the AUs come from the
+    displacement from the actor's neutral, carried onto the rig's face."""
+    from au2rig.core.tracking.actor import neutral_shape
+    from au2rig.core.tracking.estimator import OnnxEstimator
+    from au2rig.core.tracking.track import estimate
+
+    def landmarks(**aus):
+        p = LAYOUT.neutral(1)
+        for name, value in aus.items():
+            p[0, LAYOUT.index[name]] = value
+        return rig.landmarks_2d(p)[0]
+
+    rest = landmarks()
+    actor = rest.copy()
+    iod = np.linalg.norm(rest[36:42].mean(0) - rest[42:48].mean(0))
+    mouth = actor[48:68].mean(0)
+    actor[48:68, 0] = mouth[0] + 1.3 * (actor[48:68, 0] - mouth[0])  # a wide mouth
+    actor[[55, 56, 57, 58, 59, 65, 66, 67], 1] += 0.06 * iod          # a full lower lip
+    actor[4:13, 1] += 0.12 * iod                                       # a long jaw
+    frames = np.stack([actor, actor + landmarks(AU26=0.6) - rest])
+    est = estimate(OnnxEstimator(), frames, np.ones(2, bool), neutral_shape(actor))
+    au = LAYOUT.group_slice("au")
+    names = LAYOUT.names[au]
+    assert np.abs(est[0, au]).max() < 0.1, dict(zip(names, est[0, au].round(2)))
+    assert abs(est[1, LAYOUT.index["AU26"]] - 0.6) < 0.15, dict(zip(names, est[1, au].round(2)))
+    others = np.delete(est[1, au], names.index("AU26"))
+    assert others.max() < 0.2, dict(zip(names, est[1, au].round(2)))

@@ -102,6 +102,18 @@ def template(rig_path: str | None = None) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=4)
+def template_landmarks(rig_path: str | None = None) -> np.ndarray:
+    """(68, 2) the rig's neutral frontal face, aligned (template units): the face the actor's
+    expression is carried onto (:func:`core.tracking.actor.on_rig_face`)."""
+    from ..rig.layout import LAYOUT
+    from ..rig.load import load_rig
+
+    out = align(load_rig(rig_path).landmarks_2d(LAYOUT.neutral(1))[0], template(rig_path))[0]
+    out.setflags(write=False)
+    return out
+
+
 def align(landmarks, reference=None):
     """Normalise (..., 68, 2) landmarks: returns ``(aligned, transform)`` where ``aligned`` are
     the points in template units and ``transform`` maps image pixels to them."""

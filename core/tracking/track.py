@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..alignment.align import roll_degrees
+from ..alignment.align import roll_degrees, template_landmarks
 from ..alignment.crops import crop_image
 from ..animation.filters import apply_gain, calibrate, neutral_baseline, smooth
 from ..animation.tracking_io import Tracking
 from ..rig.layout import LAYOUT, ParameterLayout
-from .actor import neutral_shape, read_profile
+from .actor import neutral_shape, on_rig_face, read_profile
 from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata, open_session
 from .gaze import gaze_angles
 from .landmarks import open_backend, pick_face
@@ -158,13 +158,19 @@ def video_info(path) -> dict:
 
 def estimate(estimator: OnnxEstimator, landmarks: np.ndarray, valid: np.ndarray, reference: np.ndarray | None = None,
              batch: int = 1024, layout: ParameterLayout = LAYOUT) -> np.ndarray:
-    """Raw parameter vectors (N, P) for the valid rows of (N, 68, 2) landmarks (with the actor's
-    neutral ``reference`` landmarks (68, 2) when given); NaN elsewhere."""
+    """Raw parameter vectors (N, P) for the valid rows of (N, 68, 2) landmarks; NaN elsewhere. With
+    the actor's neutral ``reference`` (68, 2), the AU channels come from each frame's displacement
+    from it carried onto the rig's neutral face (:func:`core.tracking.actor.on_rig_face`); the head
+    pose and the identity from the frame as seen, with the reference."""
     out = np.full((len(landmarks), len(layout)), np.nan)
     rows = np.flatnonzero(valid)
+    au = layout.group_slice("au")
     for s in range(0, len(rows), batch):
         r = rows[s:s + batch]
-        out[r] = layout.clamp(estimator(landmarks[r], reference))
+        est = estimator(landmarks[r], reference)
+        if reference is not None:  # the AUs from the displacement; pose and identity as seen
+            est[:, au] = estimator(on_rig_face(landmarks[r], reference), template_landmarks())[:, au]
+        out[r] = layout.clamp(est)
     return out
 
 
