@@ -212,15 +212,19 @@ def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid:
               layout: ParameterLayout = LAYOUT, weights=None) -> tuple[np.ndarray, str | None]:
     """``raw`` with its gaze channels read from the irises (:mod:`core.tracking.gaze`), relative to
     the resting frames ``rest`` (the take's own when None: an actor profile, or no calibration).
-    Without irises (FAN, or ``lids=False``) the estimator's gaze stays. Returns ``(raw, note)``."""
+    Without irises (FAN, or ``lids=False``) the eyes look ahead: the 68 points do not show where the
+    eyes turn, and the estimator, trained on faces that look ahead, gives only its noise there (up
+    to 1 degree). Returns ``(raw, note)``."""
+    gaze = layout.group_slice("gaze")
+    ahead = raw.copy()
+    ahead[valid, gaze] = 0.0
     if not np.isfinite(irises[valid]).all(1).any():
-        return raw, None
+        return ahead, None
     rows = neutral_rows(raw, valid, layout, weights) if rest is None else np.asarray(rest)
     angles = gaze_angles(irises, landmarks, rows)
     if not np.isfinite(angles).all():
-        return raw, None
+        return ahead, None
     out = raw.copy()
-    gaze = layout.group_slice("gaze")
     out[valid, gaze] = np.clip(angles[valid], layout.lo[gaze], layout.hi[gaze])
     return out, "irises"
 
