@@ -63,10 +63,11 @@ def on_rig_face(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
     ``landmarks`` (N, 68, 2) pixels, ``reference`` (68, 2) the actor's neutral (template units,
     :func:`neutral_shape`). Returns (N, 68, 2): the rig's neutral landmarks plus each frame's
-    displacement from the actor's neutral (five-point aligned, template units). The estimator learnt the rig's faces;
-    a real actor's own proportions (mouth, jaw, lids) lie outside them, and read as expressions
-    (a jaw opening on a real face came out as lips parting and a funnel, AU26 0.1-0.2; carried onto
-    the rig's face, 0.5-0.9). The displacement is what the actor does, the neutral who they are."""
+    displacement from the actor's neutral (five-point aligned, template units). The estimator
+    learnt the rig's faces; a real actor's own proportions (mouth, jaw, lids) lie outside them and
+    read as expressions (a jaw opening on a real face came out as lips parting and a funnel, AU26
+    0.1-0.2; carried onto the rig's face, 0.5-0.9). The displacement is what the actor does, the
+    neutral who they are."""
     from ..alignment.align import align, template_landmarks
 
     return template_landmarks() + (align(np.asarray(landmarks, float))[0] - np.asarray(reference, float))

@@ -216,15 +216,14 @@ def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid:
     eyes turn, and the estimator, trained on faces that look ahead, gives only its noise there (up
     to 1 degree). Returns ``(raw, note)``."""
     gaze = layout.group_slice("gaze")
-    ahead = raw.copy()
-    ahead[valid, gaze] = 0.0
-    if not np.isfinite(irises[valid]).all(1).any():
-        return ahead, None
-    rows = neutral_rows(raw, valid, layout, weights) if rest is None else np.asarray(rest)
-    angles = gaze_angles(irises, landmarks, rows)
-    if not np.isfinite(angles).all():
-        return ahead, None
     out = raw.copy()
+    angles = None
+    if np.isfinite(irises[valid]).all(1).any():
+        rows = neutral_rows(raw, valid, layout, weights) if rest is None else np.asarray(rest)
+        angles = gaze_angles(irises, landmarks, rows)
+    if angles is None or not np.isfinite(angles).all():
+        out[valid, gaze] = 0.0
+        return out, None
     out[valid, gaze] = np.clip(angles[valid], layout.lo[gaze], layout.hi[gaze])
     return out, "irises"
 
