@@ -120,3 +120,34 @@ def test_an_actors_own_proportions_do_not_read_as_expressions(rig):
     assert abs(est[1, LAYOUT.index["AU26"]] - 0.6) < 0.15, dict(zip(names, est[1, au].round(2)))
     others = np.delete(est[1, au], names.index("AU26"))
     assert others.max() < 0.2, dict(zip(names, est[1, au].round(2)))
+
+
+def test_the_brows_rest_where_the_brows_rest(rig):
+    """A talker raises the brows while the mouth and eyes rest: the frames most relaxed overall have
+    the brows up. The brows' neutral comes from the frames where the brows rest, so the raised
+    brows read as raised and the resting ones as zero (with one neutral for the whole face, the
+    raise was the neutral and read as nothing)."""
+    from au2rig.core.tracking.actor import neutral_shape
+    from au2rig.core.tracking.estimator import OnnxEstimator
+    from au2rig.core.tracking.track import estimate, take_neutral
+
+    def landmarks(**aus):
+        p = LAYOUT.neutral(1)
+        for name, value in aus.items():
+            p[0, LAYOUT.index[name]] = value
+        return rig.landmarks_2d(p)[0]
+
+    raised = landmarks(AU01_L=0.5, AU01_R=0.5, AU02_L=0.5, AU02_R=0.5)
+    frames = np.stack([raised] * 20 + [landmarks(AU12_L=0.5, AU12_R=0.5)] * 5 + [landmarks(AU26=0.5)] * 5
+                      + [landmarks(AU12_L=0.3, AU12_R=0.3, AU26=0.3)] * 5 + [landmarks(AU10=0.5)] * 5)
+    valid = np.ones(len(frames), bool)
+    est = OnnxEstimator()
+    first = estimate(est, frames, valid)
+    rest, brows, shape = take_neutral(est, first, valid, frames, "auto", np.arange(len(frames)))
+    assert set(rest) <= set(range(20))  # the mouth and eyes rest while the brows are up
+    assert set(brows) <= set(range(20, 40))  # the brows rest while the mouth moves
+    brow_raise = [LAYOUT.index[n] for n in ("AU01_L", "AU01_R", "AU02_L", "AU02_R")]
+    again = estimate(est, frames, valid, shape)
+    assert again[:20, brow_raise].mean() > 0.3, again[:20, brow_raise].mean()
+    assert again[20:, brow_raise].max() < 0.1
+    assert estimate(est, frames, valid, neutral_shape(frames[rest]))[:20, brow_raise].max() < 0.1  # one neutral

@@ -45,17 +45,42 @@ class ActorProfile:
     motion_range: np.ndarray | None = None  # (n AU,) gain per AU channel; None: not fitted
 
 
-def neutral_shape(landmarks: np.ndarray) -> np.ndarray:
+# the brows: their iBUG points, the eye corners they are measured from, and their AUs (FACS codes)
+BROW_POINTS = tuple(range(17, 27))
+EYE_CORNERS = (36, 39, 42, 45)
+BROW_AUS = (1, 2, 4)
+
+
+def neutral_shape(landmarks: np.ndarray, brows: np.ndarray | None = None) -> np.ndarray:
     """The actor's neutral face from resting frames' landmarks ((68, 2) or (K, 68, 2), pixels):
     the per-point median of the five-point aligned frames (template units, as the estimator and
     profiles take it). One frame alone carries its moment (lips pressed, eyes lowered); the
-    median of the resting frames keeps what they share."""
+    median of the resting frames keeps what they share.
+
+    ``brows``: the frames where the brows rest (same form), when those differ. The face's parts
+    rest at different moments: a talker raises the brows for emphasis while the mouth and eyes
+    rest (on ``tpsmm_driving`` the frames most relaxed overall had the brows raised, so every
+    lower brow read as zero). The brow points then come from these frames (their median height
+    above the eye corners, :func:`with_brows`)."""
     from ..alignment.align import align
 
-    lm = np.asarray(landmarks, float).reshape(-1, 68, 2) if np.ndim(landmarks) >= 2 else np.asarray(landmarks)
-    if lm.ndim != 3 or lm.shape[1:] != (68, 2) or not len(lm) or not np.isfinite(lm).all():
-        raise ValueError(f"an actor's neutral needs frames of 68 finite landmarks, got {np.shape(landmarks)}")
-    return np.median(np.stack([align(frame)[0] for frame in lm]), axis=0)
+    def aligned(frames):
+        lm = np.asarray(frames, float).reshape(-1, 68, 2) if np.ndim(frames) >= 2 else np.asarray(frames)
+        if lm.ndim != 3 or lm.shape[1:] != (68, 2) or not len(lm) or not np.isfinite(lm).all():
+            raise ValueError(f"an actor's neutral needs frames of 68 finite landmarks, got {np.shape(frames)}")
+        return np.stack([align(frame)[0] for frame in lm])
+
+    shape = np.median(aligned(landmarks), axis=0)
+    return shape if brows is None else np.median(with_brows(shape, aligned(brows)), axis=0)
+
+
+def with_brows(shape: np.ndarray, aligned: np.ndarray) -> np.ndarray:
+    """(N, 68, 2): the face ``shape`` (68, 2) with the brows of each of the ``aligned`` frames
+    (N, 68, 2), both in template units; each frame's brows keep their place above its eye corners."""
+    out = np.repeat(np.asarray(shape, float)[None], len(aligned), 0)
+    above_eyes = aligned[:, BROW_POINTS] - aligned[:, EYE_CORNERS].mean(1, keepdims=True)
+    out[:, BROW_POINTS] = above_eyes + out[:, EYE_CORNERS].mean(1, keepdims=True)
+    return out
 
 
 def on_rig_face(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -74,14 +99,15 @@ def on_rig_face(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def make_profile(landmarks: np.ndarray, baseline: np.ndarray, source: dict,
-                 layout: ParameterLayout = LAYOUT, motion_range=None) -> ActorProfile:
-    """A profile from resting frames' landmarks ((68, 2) or (K, 68, 2), pixels; see
-    :func:`neutral_shape`), a full or AU baseline and optionally the range of motion."""
+                 layout: ParameterLayout = LAYOUT, motion_range=None, brows: np.ndarray | None = None) -> ActorProfile:
+    """A profile from resting frames' landmarks ((68, 2) or (K, 68, 2), pixels) and those of the
+    brows' own resting frames (see :func:`neutral_shape`), a full or AU baseline and optionally the
+    range of motion."""
     b = np.asarray(baseline, float)
     au = layout.group_slice("au")
     b = b[au] if b.shape == (len(layout),) else b
     rng = None if motion_range is None else np.asarray(motion_range, float)
-    return ActorProfile(reference=neutral_shape(landmarks), baseline=b, source=dict(source), motion_range=rng)
+    return ActorProfile(reference=neutral_shape(landmarks, brows), baseline=b, source=dict(source), motion_range=rng)
 
 
 def write_profile(profile: ActorProfile, path, layout: ParameterLayout = LAYOUT) -> Path:
@@ -143,10 +169,16 @@ def profile_from_tracking(tracking, layout: ParameterLayout = LAYOUT) -> ActorPr
         raise ValueError("this take has no neutral frame to save (tracked with --neutral none, with an actor "
                          "profile, or without a face)")
     frames = notes.get("neutral_frames") or [frame]
-    rows = [int(np.flatnonzero(np.asarray(tracking.frames) == f)[0]) for f in frames]
+    def rows_of(numbers):
+        return [int(np.flatnonzero(np.asarray(tracking.frames) == f)[0]) for f in numbers]
+
+    rows = rows_of(frames)
+    brow_frames = notes.get("brow_neutral_frames")
     source = {"video": str(tracking.meta.get("video", {}).get("path", "")), "frame": int(frame),
               "frames": [int(f) for f in frames]}
+    if brow_frames:
+        source["brow_frames"] = [int(f) for f in brow_frames]
     fitted = (notes.get("motion_range") or {}).get("range")
     motion_range = None if fitted is None else [fitted[n] for n in layout.group_names("au")]
     return make_profile(tracking.landmarks[rows], np.asarray(notes["baseline"], float), source, layout,
-                        motion_range)
+                        motion_range, tracking.landmarks[rows_of(brow_frames)] if brow_frames else None)

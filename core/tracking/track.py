@@ -34,7 +34,7 @@ from ..alignment.crops import crop_image
 from ..animation.filters import apply_gain, calibrate, neutral_baseline, smooth
 from ..animation.tracking_io import Tracking
 from ..rig.layout import LAYOUT, ParameterLayout
-from .actor import neutral_shape, on_rig_face, read_profile
+from .actor import BROW_AUS, neutral_shape, on_rig_face, read_profile, with_brows
 from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata, open_session
 from .gaze import gaze_angles
 from .landmarks import open_backend, pick_face
@@ -191,6 +191,24 @@ def neutral_rows(raw: np.ndarray, valid: np.ndarray, layout: ParameterLayout = L
     return relaxed[frontal[:max(1, (len(frontal) + 1) // 2)]]
 
 
+def brow_rows(estimator: OnnxEstimator, landmarks: np.ndarray, valid: np.ndarray, shape: np.ndarray,
+              raw: np.ndarray, layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """Rows where the brows rest. Each frame's brows are read on their own, set on the neutral
+    ``shape`` (:func:`core.tracking.actor.with_brows`; a smile or a jaw opening would otherwise
+    leak into the brow channels of a single-frame reading), without a reference, and the frames
+    are ranked by those brow AUs alone (:func:`neutral_rows`; raise and lower alike, the head pose
+    ``raw``'s). The overall ranking hardly sees the brows: from one frame they are weak cues and
+    weigh little there."""
+    from ..alignment.align import align
+
+    rows = np.flatnonzero(valid)
+    reading = np.full_like(raw, np.nan)
+    reading[rows] = estimator(with_brows(shape, align(landmarks[rows])[0]))
+    reading[:, layout.group_slice("pose")] = raw[:, layout.group_slice("pose")]
+    weights = [1.0 if c.facs in BROW_AUS else 0.0 for c in layout.channels if c.group == "au"]
+    return neutral_rows(reading, valid, layout, weights)
+
+
 def reference_rows(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarray,
                    layout: ParameterLayout = LAYOUT, weights=None) -> np.ndarray | None:
     """Rows that make the actor's neutral: the frame the user names (``neutral`` a frame number),
@@ -206,6 +224,22 @@ def reference_rows(raw: np.ndarray, valid: np.ndarray, neutral, frames: np.ndarr
             raise ValueError(f"neutral frame {neutral} has no face; name a frame where the face is found")
         return hits[:1]
     return neutral_rows(raw, valid, layout, weights)
+
+
+def take_neutral(estimator: OnnxEstimator, raw: np.ndarray, valid: np.ndarray, landmarks: np.ndarray, neutral,
+                 frames: np.ndarray, layout: ParameterLayout = LAYOUT):
+    """The actor's neutral from the take itself, after a first pass without reference (``raw``):
+    ``(rows, brows, shape)``: the resting frames (:func:`reference_rows`), the brows' own resting
+    frames (:func:`brow_rows`; None when the user names the neutral frame) and the neutral shape
+    they make (:func:`core.tracking.actor.neutral_shape`). ``(None, None, None)`` when off."""
+    rest = reference_rows(raw, valid, neutral, frames, layout, estimator.meta.get("relaxed_weights"))
+    if rest is None:
+        return None, None, None
+    shape = neutral_shape(landmarks[rest])
+    if neutral != "auto":
+        return rest, None, shape
+    brows = brow_rows(estimator, landmarks, valid, shape, raw, layout)
+    return rest, brows, neutral_shape(landmarks[rest], landmarks[brows])
 
 
 def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, rest,
@@ -392,17 +426,17 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     timestamps = frames_a / fps
     estimator = pending.result()
-    fit_report, rest = None, None
+    fit_report, rest, brows, neutral = None, None, None, None
     if stream is not None:  # the image path: F_seg + R on aligned crops, no reference frame
         raw, ref = stream.result(len(frames_a), layout), None
     elif profile is not None:  # the actor's neutral from another take
         raw, ref = estimate(estimator, landmarks, valid, profile.reference, layout=layout), None
     else:
         raw = estimate(estimator, landmarks, valid, layout=layout)
-        rest = reference_rows(raw, valid, config.neutral, frames_a, layout, estimator.meta.get("relaxed_weights"))
+        rest, brows, neutral = take_neutral(estimator, raw, valid, landmarks, config.neutral, frames_a, layout)
         ref = None if rest is None else int(rest[0])
         if rest is not None:
-            raw = estimate(estimator, landmarks, valid, neutral_shape(landmarks[rest]), layout=layout)
+            raw = estimate(estimator, landmarks, valid, neutral, layout=layout)
         if config.fit and valid.any():
             from ..rig import load_rig
             from .clip_fit import fit_clip
@@ -422,7 +456,8 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
 
         prior = None if profile is None else profile.motion_range
         resting, resting_pose = (profile.reference[None], None) if profile is not None else \
-            (None, None) if rest is None else (landmarks[rest], raw[rest][:, layout.group_slice("pose")])
+            (None, None) if rest is None else \
+            (neutral[None], np.median(raw[rest][:, layout.group_slice("pose")], 0)[None])
         motion_range, range_report = fit_range(load_rig(layout=layout), landmarks, calibrated, valid, resting,
                                                resting_pose, prior, fps=fps, layout=layout)
         range_report["range"] = dict(zip(layout.group_names("au"), np.round(motion_range, 4).tolist()))
@@ -431,6 +466,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
         notes["actor"] = {"profile": str(config.actor), "source": profile.source}
     notes["reference_frame"] = None if ref is None else int(frames_a[ref])
     notes["neutral_frames"] = None if rest is None else [int(f) for f in frames_a[rest]]
+    notes["brow_neutral_frames"] = None if brows is None else [int(f) for f in frames_a[brows]]
     notes["fit"] = fit_report
     notes["motion_range"] = range_report
     notes["gaze"] = gaze_note
