@@ -151,3 +151,26 @@ def test_the_brows_rest_where_the_brows_rest(rig):
     assert again[:20, brow_raise].mean() > 0.3, again[:20, brow_raise].mean()
     assert again[20:, brow_raise].max() < 0.1
     assert estimate(est, frames, valid, neutral_shape(frames[rest]))[:20, brow_raise].max() < 0.1  # one neutral
+
+
+def test_an_actors_low_brows_at_rest_are_not_a_frown(rig):
+    """The other way round: brows that sit low while the face rests (as in a single frame of an
+    average face, a frown) are the actor's own; frames whose brows sit higher, found resting from
+    single frames, do not make the low brows read as a frown."""
+    from au2rig.core.tracking.estimator import OnnxEstimator
+    from au2rig.core.tracking.track import estimate, take_neutral
+
+    def landmarks(**aus):
+        p = LAYOUT.neutral(1)
+        for name, value in aus.items():
+            p[0, LAYOUT.index[name]] = value
+        return rig.landmarks_2d(p)[0]
+
+    low = landmarks(AU04=0.5)
+    frames = np.stack([low] * 20 + [landmarks(AU12_L=0.5, AU12_R=0.5)] * 10 + [landmarks(AU26=0.5)] * 10)
+    valid = np.ones(len(frames), bool)
+    est = OnnxEstimator()
+    rest, brows, shape = take_neutral(est, estimate(est, frames, valid), valid, frames, "auto", np.arange(len(frames)))
+    assert set(rest) <= set(range(20)) and set(brows) <= set(range(20, 40))
+    again = estimate(est, frames, valid, shape)
+    assert again[:20, LAYOUT.index["AU04"]].max() < 0.1, again[:20, LAYOUT.index["AU04"]].max()

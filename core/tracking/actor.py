@@ -60,8 +60,11 @@ def neutral_shape(landmarks: np.ndarray, brows: np.ndarray | None = None) -> np.
     ``brows``: the frames where the brows rest (same form), when those differ. The face's parts
     rest at different moments: a talker raises the brows for emphasis while the mouth and eyes
     rest (on ``tpsmm_driving`` the frames most relaxed overall had the brows raised, so every
-    lower brow read as zero). The brow points then come from these frames (their median height
-    above the eye corners, :func:`with_brows`)."""
+    lower brow read as zero). Each brow whose median height above the eye corners
+    (:func:`with_brows`) is lower in those frames is taken from them. Never a higher one: a low
+    brow while the face rests is more often the actor's own than a frown held with a relaxed
+    face (on ``edtalk_uncrop_Obama`` the brows' own resting frames, found from single frames,
+    whose prior is an average face, had them raised, and his ordinary brows read as a frown)."""
     from ..alignment.align import align
 
     def aligned(frames):
@@ -71,7 +74,13 @@ def neutral_shape(landmarks: np.ndarray, brows: np.ndarray | None = None) -> np.
         return np.stack([align(frame)[0] for frame in lm])
 
     shape = np.median(aligned(landmarks), axis=0)
-    return shape if brows is None else np.median(with_brows(shape, aligned(brows)), axis=0)
+    if brows is None:
+        return shape
+    resting = np.median(with_brows(shape, aligned(brows)), axis=0)
+    for brow in (BROW_POINTS[:5], BROW_POINTS[5:]):  # the subject's right brow, then the left
+        if resting[list(brow), 1].mean() > shape[list(brow), 1].mean():  # lower (y grows downward)
+            shape[list(brow)] = resting[list(brow)]
+    return shape
 
 
 def with_brows(shape: np.ndarray, aligned: np.ndarray) -> np.ndarray:
