@@ -207,3 +207,36 @@ def test_restamp_command_on_an_onnx_model(rig, tmp_path):
     assert OnnxEstimator(path).meta["rig_identity"] == rig.identity
     assert len(OnnxEstimator(path).meta["rig_fingerprint"]) == len(rig.fingerprint)
     assert LAYOUT.version == OnnxEstimator(path).meta["layout_version"]
+
+
+def test_restamp_keeps_a_landmark_estimator_when_only_the_rigs_look_changed(rig, tmp_path):
+    """A rig that looks different (its regions' colours and extents, its brows) but whose landmarks
+    are the same keeps its landmark estimator, which never saw anything else of it; G, which draws
+    the rig, does not pass, and neither does an estimator of moved landmarks."""
+    import torch
+
+    from au2rig.core.training.restamp import restamp
+    from au2rig.core.training.train_landmarks import load_checkpoint
+
+    fp = np.array(rig.fingerprint)
+    looks = fp.copy()
+    looks[2 + 68 * 3 * 3:] += 1e-3 * rig.height  # every region's centroid moved; the landmarks not
+    moved = fp.copy()
+    moved[10] += 1e-4 * rig.height  # a landmark moved
+    ckpt = torch.load(ROOT / "core/models/landmarks.pt", map_location="cpu", weights_only=True)
+    path = tmp_path / "est.pt"
+    torch.save(dict(ckpt, rig_identity="0123456789abcdef", rig_fingerprint=looks.tolist()), path)
+    with pytest.raises(ValueError, match="est.pt: .*restamp"):
+        load_checkpoint(path)
+    assert "landmarks agree" in restamp(path, rig)
+    load_checkpoint(path)
+    torch.save(dict(ckpt, rig_identity="0123456789abcdef", rig_fingerprint=moved.tolist()), path)
+    with pytest.raises(RigMismatchError, match="retrain"):
+        restamp(path, rig)
+    g = torch.load(ROOT / "core/models/generator.pt", map_location="cpu", weights_only=True)
+    meta = g["meta"] if isinstance(g.get("meta"), dict) else g
+    meta = dict(meta, rig_identity="0123456789abcdef", rig_fingerprint=looks.tolist())
+    gpath = tmp_path / "g.pt"
+    torch.save(dict(g, meta=meta) if isinstance(g.get("meta"), dict) else dict(g, **meta), gpath)
+    with pytest.raises(RigMismatchError, match="retrain"):
+        restamp(gpath, rig)

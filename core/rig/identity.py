@@ -109,6 +109,20 @@ def fingerprint_difference(stored, rig, neutral_channels=()) -> float:
     return float(np.abs(old - now).max() / rig.height)
 
 
+def landmark_difference(stored, rig) -> float:
+    """Like :func:`fingerprint_difference`, over the fingerprint's landmarks alone (the 68 points
+    under every probe): what a landmark estimator depends on. inf when they cannot be compared."""
+    n = 2 + 68 * 3 * len(probe_params(rig.layout))  # the counts, then the landmarks
+    try:
+        old = np.asarray(stored, float)[2:n]
+    except (TypeError, ValueError, IndexError):
+        return float("inf")
+    now = np.asarray(rig.fingerprint, float)[2:n]
+    if old.shape != now.shape or not np.isfinite(old).all():
+        return float("inf")
+    return float(np.abs(old - now).max() / rig.height)
+
+
 # --- checks -----------------------------------------------------------------------------------
 def stamp(rig) -> dict:
     """What a model or dataset records of the rig it was made for."""

@@ -15,6 +15,11 @@ layer gets zero weights for them). So nothing shipped stops loading, and nothing
 changes; what the new channels need (the irises, renders of turned eyes) comes from elsewhere
 until the model is retrained.
 
+A landmark estimator is this rig's when the rig's landmarks are what it was trained on: they are
+all it ever saw of the rig (its synthetic faces are the 68 points under random parameters), so a
+rig that only looks different (colours, the regions of its mesh, its brows' geometry) keeps it;
+the fingerprint's landmark part must agree. G, which draws the rig, needs the whole fingerprint.
+
 Handles the landmark estimator (``.onnx`` and ``.pt``), G's weights and checkpoints, and the
 image-path ONNX model; writes atomically.
 """
@@ -26,9 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from ..nets.checkpoints import read_checkpoint, save_checkpoint
-from ..rig.identity import FINGERPRINT_TOL, RigMismatchError, fingerprint_difference, restamp_reason, stamp
+from ..rig.identity import (FINGERPRINT_TOL, RigMismatchError, fingerprint_difference, landmark_difference,
+                             restamp_reason, stamp)
 from ..rig.layout import EARLIER_LAYOUTS, LAYOUT, ParameterLayout
 from ..util.atomic import atomic_path
+from .train_landmarks import CHECKPOINT_FORMAT as LANDMARK_FORMAT
 
 _OLD_KEYS = ("rig_hash",)
 
@@ -58,7 +65,7 @@ def _widen_reason(meta: dict, rig, added: list[str], where: str) -> str:
             f"{', '.join(added)} at neutral; fingerprint agrees")
 
 
-def _renew(meta: dict, rig, layout: ParameterLayout, where: str) -> tuple[dict, str]:
+def _renew(meta: dict, rig, layout: ParameterLayout, where: str, landmarks_only: bool = False) -> tuple[dict, str]:
     try:
         added = added_channels(meta, layout)
     except RigMismatchError as e:
@@ -75,6 +82,11 @@ def _renew(meta: dict, rig, layout: ParameterLayout, where: str) -> tuple[dict, 
                                    f"disagrees with the loaded rig's; retrain it")
         return meta, "already current"
     why = restamp_reason(meta, rig)
+    if why is None and landmarks_only and "rig_fingerprint" in meta:
+        diff = landmark_difference(meta["rig_fingerprint"], rig)
+        if diff <= FINGERPRINT_TOL:
+            why = (f"a landmark estimator: the rig's landmarks agree within {diff:.2g} of the head's height "
+                   f"(the rest of the rig, which it never saw, changed)")
     if why is None:
         old = meta.get("rig_identity", meta.get("rig_hash"))
         raise RigMismatchError(f"{where}: made for another rig (stamp {old!r}); nothing shows it is rig "
@@ -93,7 +105,7 @@ def restamp(path, rig, layout: ParameterLayout = LAYOUT) -> str:
 
         model = onnx.load(str(path))
         meta = {p.key: json.loads(p.value) for p in model.metadata_props}
-        new, why = _renew(meta, rig, layout, str(path))
+        new, why = _renew(meta, rig, layout, str(path), landmarks_only=meta.get("kind", "landmarks") == "landmarks")
         if new is meta:
             return why
         added = added_channels(meta, layout)
@@ -110,7 +122,7 @@ def restamp(path, rig, layout: ParameterLayout = LAYOUT) -> str:
         ckpt = read_checkpoint(path, None, "model")
         nested = isinstance(ckpt.get("meta"), dict)
         meta = ckpt["meta"] if nested else ckpt
-        new, why = _renew(meta, rig, layout, str(path))
+        new, why = _renew(meta, rig, layout, str(path), landmarks_only=meta.get("format") == LANDMARK_FORMAT)
         if new is meta:
             return why
         weights = ckpt["model"]
