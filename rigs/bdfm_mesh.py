@@ -427,7 +427,9 @@ def _skin_regions(m, skin: Skin, charts, verts, faces, zm):
         tu, tl = ch.t_up(sigma), ch.t_low(sigma)
         reg[near & (t > tu) & (t < tu + math.radians(16))] = "lids"
         reg[near & (t < tl) & (t > tl - math.radians(9))] = "lids"
-        reg[near & (t > tu - 0.02) & (t < tu + math.radians(4.5)) & (np.abs(sigma) < 0.8)] = "lashes"
+        # the lash line: along the upper rim, thickest over the iris, out to the outer corner
+        lash = math.radians(3.0) + math.radians(4.0) * np.clip(1 - (sigma - 0.15) ** 2, 0, 1)
+        reg[near & (t > tu - 0.02) & (t < tu + lash) & (sigma > -0.85) & (sigma < 1.0)] = "lashes"
     return reg.astype(str)
 
 
