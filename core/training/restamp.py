@@ -31,8 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from ..nets.checkpoints import read_checkpoint, save_checkpoint
-from ..rig.identity import (FINGERPRINT_TOL, RigMismatchError, fingerprint_difference, landmark_difference,
-                             restamp_reason, stamp)
+from ..rig.identity import (
+    FINGERPRINT_TOL,
+    RigMismatchError,
+    fingerprint_difference,
+    landmark_difference,
+    restamp_reason,
+    stamp,
+)
 from ..rig.layout import EARLIER_LAYOUTS, LAYOUT, ParameterLayout
 from ..util.atomic import atomic_path
 from .train_landmarks import CHECKPOINT_FORMAT as LANDMARK_FORMAT
