@@ -95,29 +95,21 @@ def fingerprint(rig, neutral_channels=()) -> list[float]:
     return [float(x) for x in np.concatenate(parts)]
 
 
-def fingerprint_difference(stored, rig, neutral_channels=()) -> float:
+def fingerprint_difference(stored, rig, neutral_channels=(), landmarks_only: bool = False) -> float:
     """Largest difference between ``stored`` and ``rig``'s fingerprint (with ``neutral_channels``
     held neutral, see :func:`fingerprint`), in units of its height (inf when their lengths or
-    counts differ)."""
+    counts differ). ``landmarks_only``: over its landmarks alone (the 68 points under every
+    probe), what a landmark estimator depends on; the counts and regions may differ."""
     now = np.asarray(fingerprint(rig, neutral_channels) if neutral_channels else rig.fingerprint, float)
     try:
         old = np.asarray(stored, float)
     except (TypeError, ValueError):
         return float("inf")
-    if old.shape != now.shape or not np.array_equal(old[:2], now[:2]) or not np.isfinite(old).all():
+    if landmarks_only:
+        n = 2 + 68 * 3 * len(probe_params(rig.layout))  # the counts, then the landmarks
+        old, now = old[2:n], now[2:n]
+    elif old.shape != now.shape or not np.array_equal(old[:2], now[:2]):
         return float("inf")
-    return float(np.abs(old - now).max() / rig.height)
-
-
-def landmark_difference(stored, rig) -> float:
-    """Like :func:`fingerprint_difference`, over the fingerprint's landmarks alone (the 68 points
-    under every probe): what a landmark estimator depends on. inf when they cannot be compared."""
-    n = 2 + 68 * 3 * len(probe_params(rig.layout))  # the counts, then the landmarks
-    try:
-        old = np.asarray(stored, float)[2:n]
-    except (TypeError, ValueError, IndexError):
-        return float("inf")
-    now = np.asarray(rig.fingerprint, float)[2:n]
     if old.shape != now.shape or not np.isfinite(old).all():
         return float("inf")
     return float(np.abs(old - now).max() / rig.height)

@@ -35,7 +35,6 @@ from ..rig.identity import (
     FINGERPRINT_TOL,
     RigMismatchError,
     fingerprint_difference,
-    landmark_difference,
     restamp_reason,
     stamp,
 )
@@ -89,7 +88,7 @@ def _renew(meta: dict, rig, layout: ParameterLayout, where: str, landmarks_only:
         return meta, "already current"
     why = restamp_reason(meta, rig)
     if why is None and landmarks_only and "rig_fingerprint" in meta:
-        diff = landmark_difference(meta["rig_fingerprint"], rig)
+        diff = fingerprint_difference(meta["rig_fingerprint"], rig, landmarks_only=True)
         if diff <= FINGERPRINT_TOL:
             why = (f"a landmark estimator: the rig's landmarks agree within {diff:.2g} of the head's height "
                    f"(the rest of the rig, which it never saw, changed)")
