@@ -330,14 +330,7 @@ def _skin_grid(m, skin: Skin, heads, spec):
     mirror_col = (-np.arange(nc)) % nc
 
     Z, PHI = np.meshgrid(zs, phis, indexing="ij")
-    if float(m.get("detail", 1.0)) < 1.0:
-        # coarse levels of detail: the ring nearest the hairline follows it in every column, so
-        # the hair / skin border (decided per triangle) stays a smooth line, not coarse steps
-        hz = skin.hairline(phis)
-        cand = np.abs(zs[:, None] - hz[None, :])
-        cand[r_m] = np.inf  # (the mouth ring stays on the mouth line)
-        rows = np.argmin(cand, 0)
-        Z[rows, np.arange(nc)] = hz
+    on_line = _follow_hairline(m, skin, zs, phis, Z, PHI, r_m)
     verts = skin.point(Z, PHI).reshape(-1, 3)
     ring = np.repeat(np.arange(nr), nc)
     col = np.tile(np.arange(nc), nr)
@@ -349,8 +342,11 @@ def _skin_grid(m, skin: Skin, heads, spec):
     r, c = np.meshgrid(np.arange(nr - 1), np.arange(nc), indexing="ij")
     a, b = r * nc + c, r * nc + (c + 1) % nc
     a2, b2 = a + nc, b + nc
-    # split the quads along mirrored diagonals on the two halves so the mesh stays symmetric
+    # split the quads along mirrored diagonals on the two halves so the mesh stays symmetric; a
+    # quad the hairline crosses corner to corner is split along it
     right = (c >= nc // 2)
+    flat_line = on_line.reshape(-1)
+    right = np.where(flat_line[a2] & flat_line[b], True, np.where(flat_line[a] & flat_line[b2], False, right))
     t1 = np.where(right[..., None], np.stack([a, b, a2], -1), np.stack([a, b, b2], -1))
     t2 = np.where(right[..., None], np.stack([b, b2, a2], -1), np.stack([a, b2, a2], -1))
     faces = np.concatenate([t1.reshape(-1, 3), t2.reshape(-1, 3)])
@@ -403,19 +399,58 @@ def _skin_grid(m, skin: Skin, heads, spec):
     used = np.zeros(len(verts), bool)
     used[faces] = True
 
-    regions = _skin_regions(m, skin, charts, verts, faces, zm)
+    line = np.zeros(len(verts), bool)
+    line[:nr * nc] = on_line.reshape(-1)
+    regions = _skin_regions(m, skin, charts, verts, faces, zm, line)
     weights = _skin_weights(m, skin, charts, heads, verts, lower_flag, zm, spec)
     lms = _landmarks(m, skin, charts, heads, verts, grid_ring, grid_col, nc, mirror_col, r_m, slit_cols,
                      corner_cols, lower_copy, rim_eye, rim_upper, used, zs, phis)
     return {"verts": verts, "faces": faces, "regions": regions, "weights": weights, "landmarks": lms}
 
 
-def _skin_regions(m, skin: Skin, charts, verts, faces, zm):
+def _follow_hairline(m, skin: Skin, zs, phis, Z, PHI, r_m):
+    """Bend the grid onto the hairline; return which grid vertices lie on it.
+
+    In every column the ring nearest the hairline moves onto it. Where the line falls by more than
+    a ring between two neighbouring columns (over the temples and behind the ears), the vertices of
+    the rings in between slide sideways onto it, each in the nearer of the two columns, so the
+    hair / skin border runs along mesh edges: a smooth line, not steps, at every level of detail.
+    """
+    nc = len(phis)
+    hz = skin.hairline(phis)
+    cand = np.abs(zs[:, None] - hz[None, :])
+    cand[r_m] = np.inf  # (the mouth ring stays on the mouth line)
+    rows = np.argmin(cand, 0)
+    Z[rows, np.arange(nc)] = hz
+    on_line = np.zeros(Z.shape, bool)
+    on_line[rows, np.arange(nc)] = True
+    ang = np.asarray(m["hairline_angle"], float)
+    hzs = np.asarray(m["hairline_z"], float)
+    for c in range(nc):
+        c2 = (c + 1) % nc
+        if np.sign(phis[c]) * np.sign(phis[c2]) < 0 or abs(int(rows[c]) - int(rows[c2])) < 2:
+            continue
+        lo, hi = sorted((int(rows[c]), int(rows[c2])))
+        for j in range(lo + 1, hi):
+            deg = np.interp(zs[j], hzs[::-1], ang[::-1])  # the line falls monotonically toward the back
+            p = math.copysign(math.radians(deg), phis[c] + phis[c2])
+            k = c if abs(p - phis[c]) <= abs(p - phis[c2]) else c2
+            PHI[j, k] = p
+            on_line[j, k] = True
+    return on_line
+
+
+def _skin_regions(m, skin: Skin, charts, verts, faces, zm, on_line):
     cen = verts[faces].mean(1)
     phi = np.arctan2(cen[:, 0], -cen[:, 1])
     u, z = phi * skin.R, cen[:, 2]
     reg = np.full(len(faces), "skin", dtype=object)
-    reg[z > skin.hairline(phi)] = "hair"
+    # hair: a triangle with a corner above the hairline and none below (corners on it count as
+    # neither), so the border runs along the edges that follow the line
+    v_phi = np.arctan2(verts[:, 0], -verts[:, 1])
+    side = np.sign(verts[:, 2] - skin.hairline(v_phi))
+    side[on_line] = 0
+    reg[(side[faces].max(1) > 0) & (side[faces].min(1) >= 0)] = "hair"
     reg[skin.nose_amp(u, z) > 0.0035] = "nose"
     hu, hl = skin.lip_heights(u)
     front = np.abs(u) < m["mouth_half_width"]
@@ -676,9 +711,10 @@ def _landmarks(m, skin: Skin, charts, heads, verts, grid_ring, grid_col, nc, mir
 
     L = {}
     # jaw contour: left side (subject's left, image right) points 16..9, chin 8
-    contour = [(80, 0.0), (80, -0.018), (79, -0.036), (76, -0.054), (70, -0.071), (60, -0.086), (46, -0.099), (27, -0.110)]
-    for k, (pd, zz) in enumerate(contour):
-        L[16 - k] = nearest_grid(math.radians(pd), zz)
+    # (angle around the head, fraction of the way from the ear's height down to 1 cm below the chin)
+    contour = [(80, 0.0), (80, 0.164), (79, 0.327), (76, 0.491), (70, 0.645), (60, 0.782), (46, 0.9), (27, 1.0)]
+    for k, (pd, f) in enumerate(contour):
+        L[16 - k] = nearest_grid(math.radians(pd), f * (heads["chin"][2] - 0.010))
     L[8] = grid_index(int(np.argmin(np.abs(zs - (heads["chin"][2] - 0.017)))), 0)
     # brows on the skin under the brow line, left brow 22 (inner) .. 26 (outer)
     hx = np.array([heads[f"brow_{g}.L"][0] for g in SEGMENTS])
