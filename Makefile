@@ -61,7 +61,9 @@ bench-detector: $(STAMP)
 bench-tracker: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_tracker.py
 
-# Reproduces the shipped estimator (core/models/landmarks.onnx and .pt)
+# Reproduces the shipped estimator (core/models/landmarks.onnx and .pt; trained with --threads 1
+# beside another job). Thread count and CPU change the order of float sums, so a retrain is another
+# draw of the same recipe (300 steps apart by 1e-3 in a weight), not the same bits.
 train-landmarks: $(STAMP)
 	$(BIN)/au2rig train-landmarks -o runs/landmarks --steps 20000 --threads 2 \
 		--export core/models/landmarks.onnx --save-checkpoint core/models/landmarks.pt
