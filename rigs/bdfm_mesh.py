@@ -197,6 +197,11 @@ class Skin:
     def hairline(self, phi):
         return np.interp(np.degrees(np.abs(phi)), self.m["hairline_angle"], self.m["hairline_z"])
 
+    def hairline_angle(self, z):
+        """The inverse of :meth:`hairline`: the angle (radians, >= 0) where the line is at height
+        ``z`` (it falls monotonically toward the back)."""
+        return np.radians(np.interp(z, self.m["hairline_z"][::-1], self.m["hairline_angle"][::-1]))
+
     def rho(self, z, phi, with_eyes=True):
         z, phi = np.broadcast_arrays(np.asarray(z, float), np.asarray(phi, float))
         r = self.base(z, phi) + self.features(phi * self.R, z)
@@ -330,7 +335,7 @@ def _skin_grid(m, skin: Skin, heads, spec):
     mirror_col = (-np.arange(nc)) % nc
 
     Z, PHI = np.meshgrid(zs, phis, indexing="ij")
-    on_line = _follow_hairline(m, skin, zs, phis, Z, PHI, r_m)
+    on_line = _follow_hairline(skin, zs, phis, Z, PHI, r_m)
     verts = skin.point(Z, PHI).reshape(-1, 3)
     ring = np.repeat(np.arange(nr), nc)
     col = np.tile(np.arange(nc), nr)
@@ -408,7 +413,7 @@ def _skin_grid(m, skin: Skin, heads, spec):
     return {"verts": verts, "faces": faces, "regions": regions, "weights": weights, "landmarks": lms}
 
 
-def _follow_hairline(m, skin: Skin, zs, phis, Z, PHI, r_m):
+def _follow_hairline(skin: Skin, zs, phis, Z, PHI, r_m):
     """Bend the grid onto the hairline; return which grid vertices lie on it.
 
     In every column the ring nearest the hairline moves onto it. Where the line falls by more than
@@ -424,16 +429,13 @@ def _follow_hairline(m, skin: Skin, zs, phis, Z, PHI, r_m):
     Z[rows, np.arange(nc)] = hz
     on_line = np.zeros(Z.shape, bool)
     on_line[rows, np.arange(nc)] = True
-    ang = np.asarray(m["hairline_angle"], float)
-    hzs = np.asarray(m["hairline_z"], float)
     for c in range(nc):
         c2 = (c + 1) % nc
         if np.sign(phis[c]) * np.sign(phis[c2]) < 0 or abs(int(rows[c]) - int(rows[c2])) < 2:
             continue
         lo, hi = sorted((int(rows[c]), int(rows[c2])))
         for j in range(lo + 1, hi):
-            deg = np.interp(zs[j], hzs[::-1], ang[::-1])  # the line falls monotonically toward the back
-            p = math.copysign(math.radians(deg), phis[c] + phis[c2])
+            p = math.copysign(float(skin.hairline_angle(zs[j])), phis[c] + phis[c2])
             k = c if abs(p - phis[c]) <= abs(p - phis[c2]) else c2
             PHI[j, k] = p
             on_line[j, k] = True
