@@ -618,9 +618,30 @@ def _ellipsoid(center, radii, n_u=16, n_v=12, rot_z=0.0):
 
 
 def _add_ear(parts: _Parts, m, head, side, bone):
-    pts, faces = _ellipsoid(head + np.array([0.004 * side, 0.004, 0.0]), np.array([0.0055, 0.015, 0.026]),
-                            _res(m, 16, 8), _res(m, 12, 6), rot_z=-0.3 * side)
-    parts.add(pts, faces, "skin", {bone: 1.0})
+    """An ear: a shell over a tall outline (26 x 15 mm half-axes, the lobe narrower), its outer
+    face a rim (the helix) round a hollow bowl (the concha) in front of the middle, its inner face
+    flatter, the top leaning back; turned out from the head by ``rot_z``."""
+    n_u, n_v = _res(m, 32, 8), _res(m, 22, 6)
+    unit, faces = _ellipsoid(np.zeros(3), np.ones(3), n_u, n_v)
+    x, y, z = unit.T
+    rho = np.sqrt(np.clip(y ** 2 + z ** 2, 0.0, 1.0))  # where the point sits in the outline, 0..1
+    edge = np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0)) ** 0.35  # closes the shell at the outline
+    rim = np.exp(-(((rho - 0.8) / 0.13) ** 2)) * (1 - 0.6 * smoothstep(-0.2, -0.7, z))  # no rim on the lobe
+    bowl = np.exp(-((y + 0.15) ** 2 + (z + 0.05) ** 2) / 0.28)
+    h_out = edge * (0.45 + 0.75 * rim - 0.4 * bowl)
+    h_in = 0.6 * edge
+    lateral = np.where(x >= 0, h_out, -h_in)
+    y = y * (1.0 - 0.3 * smoothstep(-0.2, -0.95, z))  # the lobe narrower than the top
+    pts = np.stack([lateral * 0.0055, y * 0.015, z * 0.026], -1)
+    lean = math.radians(15.0)  # the ear's long axis leans back
+    c, s_ = math.cos(lean), math.sin(lean)
+    pts = pts @ np.array([[1, 0, 0], [0, c, -s_], [0, s_, c]])
+    rz = -0.3 * side
+    c, s_ = math.cos(rz), math.sin(rz)
+    pts = pts * [side, 1, 1] @ np.array([[c, s_, 0], [-s_, c, 0], [0, 0, 1]])
+    if side < 0:
+        faces = faces[:, ::-1]  # mirrored: keep the faces' winding outward
+    parts.add(pts + head + np.array([0.004 * side, 0.004, 0.0]), faces, "skin", {bone: 1.0})
 
 
 def _add_brows(parts: _Parts, m, skin: Skin, heads, side, sgn):

@@ -79,11 +79,14 @@ def test_landmarks_fall_on_the_face(dataset, rig):
     hits = total = 0
     for i in range(N):
         mask = cv2.imread(str(folder / pairs.MASK_NAME.format(i)), cv2.IMREAD_UNCHANGED)
-        xy = np.clip(np.floor(lms[i]).astype(int), 0, SIZE - 1)
-        labels = mask[xy[:, 1], xy[:, 0]]
-        hits += np.isin(labels, face_labels).sum()
-        total += len(labels)
-    assert hits / total >= 0.95, f"only {hits}/{total} landmarks on face regions"
+        xy = np.floor(lms[i]).astype(int)
+        inside = ((xy >= 0) & (xy < SIZE)).all(1)  # a turned, tilted head may take a few out of the frame
+        # the jaw line's points lie on the silhouette: a point hits when a pixel beside it is the face
+        face = cv2.dilate(np.isin(mask, face_labels).astype(np.uint8), np.ones((3, 3), np.uint8))
+        hits += int(face[xy[inside, 1], xy[inside, 0]].sum())
+        total += int(inside.sum())
+    assert total >= 0.97 * N * len(lms[0]), f"only {total} of {N * len(lms[0])} landmarks in the frame"
+    assert hits / total >= 0.95, f"only {hits}/{total} landmarks in the frame on face regions"
 
 
 def test_lod_renders_look_like_the_full_mesh(dataset, rig, tmp_path):
