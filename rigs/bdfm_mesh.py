@@ -598,13 +598,14 @@ def _add_eyeball(parts: _Parts, m, center, bone):
     parts.add(verts, faces, np.array(regs), {bone: 1.0})
 
 
-def _unit_sphere(n_u: int, n_v: int):
-    """A unit sphere with its poles on z: ``n_v - 1`` rings of ``n_u`` points and the two poles."""
+def _ellipsoid(center, radii, n_u=16, n_v=12, rot_z=0.0):
     v = np.linspace(0, math.pi, n_v + 1)[1:-1]
     uu = np.linspace(0, 2 * math.pi, n_u, endpoint=False)
     V, U = np.meshgrid(v, uu, indexing="ij")
     pts = np.stack([np.sin(V) * np.cos(U), np.sin(V) * np.sin(U), np.cos(V)], -1).reshape(-1, 3)
-    pts = np.vstack([[0, 0, 1], pts, [0, 0, -1]])
+    pts = np.vstack([[0, 0, 1], pts, [0, 0, -1]]) * radii
+    c, s = math.cos(rot_z), math.sin(rot_z)
+    pts = pts @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]) + center
     faces = [[0, 1 + j, 1 + (j + 1) % n_u] for j in range(n_u)]
     for i in range(n_v - 2):
         for j in range(n_u):
@@ -619,9 +620,9 @@ def _unit_sphere(n_u: int, n_v: int):
 def _add_ear(parts: _Parts, m, head, side, bone):
     """An ear: a shell over a tall outline (26 x 15 mm half-axes, the lobe narrower), its outer
     face a rim (the helix) round a hollow bowl (the concha) in front of the middle, its inner face
-    flatter, the top leaning back; turned out from the head by 0.3 rad about the vertical."""
+    flatter, the top leaning back; turned out from the head by ``rot_z``."""
     n_u, n_v = _res(m, 32, 8), _res(m, 22, 6)
-    unit, faces = _unit_sphere(n_u, n_v)
+    unit, faces = _ellipsoid(np.zeros(3), np.ones(3), n_u, n_v)
     x, y, z = unit.T
     rho = np.sqrt(np.clip(y ** 2 + z ** 2, 0.0, 1.0))  # where the point sits in the outline, 0..1
     edge = np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0)) ** 0.35  # closes the shell at the outline
