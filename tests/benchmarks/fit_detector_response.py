@@ -38,7 +38,7 @@ GAIN_RANGE = (0.2, 1.5)  # a landmark the detector hardly moves would be amplifi
 def random_faces(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, P) faces with two to four AUs at 0.5..1 (opposed channels never together)."""
     p = LAYOUT.neutral(n)
-    ident, brows, au = (LAYOUT.group_slice(g) for g in ("identity", "brow_style", "au"))
+    ident, brows = LAYOUT.group_slice("identity"), LAYOUT.group_slice("brow_style")
     p[:, ident] = rng.uniform(0, 1, (n, ident.stop - ident.start))
     p[:, brows] = 0.0
     p[np.arange(n), brows.start + rng.integers(0, brows.stop - brows.start, n)] = 1.0
