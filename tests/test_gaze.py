@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from au2rig.core.rig.layout import LAYOUT
-from au2rig.core.tracking.gaze import EYES, WIDTH_IN_RADII, eye_offsets, gaze_angles
+from au2rig.core.tracking.gaze import EYES, WIDTH_IN_RADII, eye_offsets, gaze_angles, head_parallax
 
 GAZE = LAYOUT.group_slice("gaze")
 
@@ -55,6 +55,24 @@ def test_angles_are_relative_to_the_resting_frames_and_closed_eyes_hold_the_gaze
     np.testing.assert_allclose(angles[6], want, atol=1e-9)  # held through the blink
     np.testing.assert_allclose(angles[9], [0, 0], atol=1e-9)  # between open frames
     assert np.isnan(gaze_angles(np.full((3, 2), np.nan), _landmarks(3), [0, 1])).all()
+
+
+def test_the_heads_turn_is_taken_off_the_irises_reading():
+    """The irises lie in front of the eye corners: on the rig, a head pitched with the eyes still in
+    the head reads about half its pitch as a look, a yaw less (the contour's centroid is deeper).
+    Taken off against the resting frames' pose, such frames read as looking ahead."""
+    from au2rig.core.rig import load_rig
+
+    parallax = head_parallax(load_rig())
+    assert 0.3 < parallax[1] < 0.7 and 0.0 < parallax[0] < parallax[1], parallax
+    pose = np.array([[0, 0], [2, -1], [-2, 1], [20, 0], [0, 15], [-10, -15]], float)
+    rest_pose = np.median(pose[:3], 0)
+    looks = np.array([[0, 0], [0, 0], [0, 0], [0, 0], [10, 0], [0, -12]], float)  # in the head
+    offsets = np.sin(np.radians(looks + parallax * (pose - rest_pose))) / WIDTH_IN_RADII
+    angles = gaze_angles(offsets, _landmarks(6), [0, 1, 2], pose, parallax)
+    np.testing.assert_allclose(angles, looks, atol=1e-9)
+    np.testing.assert_allclose(gaze_angles(offsets, _landmarks(6), [0, 1, 2])[3:],  # without the pose
+                               looks[3:] + parallax * (pose[3:] - rest_pose), atol=1e-9)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,15 @@ with the lids), in units of the line's length, is the eye's turn as seen from th
 eyeball of radius R turned by an angle a moves its iris by R sin a, and the eye opening is about
 :data:`WIDTH_IN_RADII` eyeball radii wide (anthropometric averages: palpebral fissure about 30
 mm, eyeball radius about 12 mm), so ``a = asin(WIDTH_IN_RADII * offset)``. The line turns with
-the head, so head roll does not leak in, and a head turned toward the camera's side while the
-eyes stay on the lens reads as the eyes turned the other way in the head, as it should.
+the head, so head roll does not leak in.
+
+Head yaw and pitch do leak in: the irises lie in front of the eye corners, so a head pitched up
+with the eyes still in their sockets' rest moves the irises up against the corners, as a look up
+would. :func:`head_parallax` measures that on the rig (its eyes fixed in the head, its head
+turned: about half a degree of reading per degree of pitch, anatomy's figure too, the iris some
+10 mm and the corners some 5 mm in front of the eyeball's centre), and :func:`gaze_angles`
+takes it off, so the gaze is the eyes' turn in the head, as the rig's eye bones carry it: a head
+turned while the eyes stay on the lens reads as the eyes turned the other way in the head.
 
 Offsets are measured against the actor's neutral (the median over the resting frames: a face at
 rest looks ahead); frames whose eyes are closed keep the gaze of the open frames around them
@@ -61,16 +68,54 @@ def eye_opening(landmarks: np.ndarray, eyes=(RIGHT_EYE, LEFT_EYE)) -> np.ndarray
     return sum(values) / len(values)
 
 
-def gaze_angles(offsets: np.ndarray, landmarks: np.ndarray, neutral_rows) -> np.ndarray:
+def _rig_offsets(rig, yaw: float, pitch: float) -> np.ndarray:
+    """:func:`eye_offsets` of the rig's neutral face at a head pose (degrees), eyes looking ahead:
+    the centroid of each eye's iris vertices against its 68-point corners and contour."""
+    layout = rig.layout
+    params = layout.neutral(1)
+    params[0, layout.names.index("pose_yaw")], params[0, layout.names.index("pose_pitch")] = yaw, pitch
+    vertices = rig.skin(params)[0]
+    iris = rig.face_vertices("iris")
+    left_side = vertices[iris, 0] > 0  # the subject's left eye: the rig's +x
+    points = rig.project(np.concatenate([vertices[iris[~left_side]].mean(0, keepdims=True),
+                                         vertices[iris[left_side]].mean(0, keepdims=True),
+                                         rig.landmarks_3d(params)[0]]))
+    out = []
+    for centre, eye in ((points[0], RIGHT_EYE), (points[1], LEFT_EYE)):
+        lm = points[2:]
+        a, b = lm[eye[0]], lm[eye[3]]
+        length = np.linalg.norm(b - a)
+        unit = (b - a) / length
+        up = np.array([unit[1], -unit[0]])
+        out.append([(centre - lm[list(eye)].mean(0)) @ unit / length, (centre - (a + b) / 2) @ up / length])
+    return np.mean(out, 0)
+
+
+def head_parallax(rig) -> np.ndarray:
+    """(2,): degrees of iris reading (yaw, pitch) per degree of head yaw and pitch when the eyes do
+    not turn in the head, measured on ``rig`` over +-10 degrees (a few milliseconds)."""
+    def reading(yaw, pitch):
+        return np.degrees(np.arcsin(WIDTH_IN_RADII * _rig_offsets(rig, yaw, pitch)))
+
+    return np.array([(reading(10, 0) - reading(-10, 0))[0], (reading(0, 10) - reading(0, -10))[1]]) / 20
+
+
+def gaze_angles(offsets: np.ndarray, landmarks: np.ndarray, neutral_rows, pose: np.ndarray | None = None,
+                parallax=(0.0, 0.0)) -> np.ndarray:
     """(N, 2) gaze yaw (+ toward the subject's left) and pitch (+ up), degrees, from per-frame
     iris ``offsets`` (N, 2; NaN where unknown) and the frames' 68 ``landmarks`` (N, 68, 2),
-    relative to the median offset of ``neutral_rows``. Frames with closed eyes, or without
-    irises, take the values of the nearest open frames (linear in between); NaN when no frame
-    has open eyes and irises."""
+    relative to the median offset of ``neutral_rows``. With the frames' head ``pose`` (N, 2: yaw,
+    pitch in degrees), ``parallax`` (:func:`head_parallax`) times its change from the neutral rows'
+    median is taken off: the eyes' turn in the head. Frames with closed eyes, or without irises,
+    take the values of the nearest open frames (linear in between); NaN when no frame has open
+    eyes and irises."""
     offsets = np.asarray(offsets, float)
     opening = eye_opening(landmarks)
     rows = np.asarray(neutral_rows, int)
     known = np.isfinite(offsets).all(1) & np.isfinite(opening)
+    if pose is not None:
+        pose = np.asarray(pose, float)
+        known &= np.isfinite(pose).all(1)
     rest = rows[known[rows]] if len(rows) else rows
     out = np.full((len(offsets), 2), np.nan)
     if not len(rest):
@@ -80,6 +125,8 @@ def gaze_angles(offsets: np.ndarray, landmarks: np.ndarray, neutral_rows) -> np.
         return out
     delta = offsets - np.median(offsets[rest], axis=0)
     angles = np.degrees(np.arcsin(np.clip(WIDTH_IN_RADII * delta, -1.0, 1.0)))
+    if pose is not None:
+        angles = angles - np.asarray(parallax, float) * (pose - np.median(pose[rest], axis=0))
     t = np.arange(len(offsets))
     for k in range(2):
         out[:, k] = np.interp(t, t[seen], angles[seen, k])

@@ -34,9 +34,10 @@ from ..alignment.crops import crop_image
 from ..animation.filters import apply_gain, calibrate, neutral_baseline, smooth
 from ..animation.tracking_io import Tracking
 from ..rig.layout import LAYOUT, ParameterLayout
+from ..rig.load import load_rig
 from .actor import BROW_AUS, neutral_shape, on_rig_face, read_profile, with_brows
 from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata, open_session
-from .gaze import gaze_angles
+from .gaze import gaze_angles, head_parallax
 from .landmarks import open_backend, pick_face
 
 
@@ -245,7 +246,8 @@ def take_neutral(estimator: OnnxEstimator, raw: np.ndarray, valid: np.ndarray, l
 def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, rest,
               layout: ParameterLayout = LAYOUT, weights=None) -> tuple[np.ndarray, str | None]:
     """``raw`` with its gaze channels read from the irises (:mod:`core.tracking.gaze`), relative to
-    the resting frames ``rest`` (the take's own when None: an actor profile, or no calibration).
+    the resting frames ``rest`` (the take's own when None: an actor profile, or no calibration),
+    the head's turn from them (``raw``'s pose) taken off.
     Without irises (FAN, or ``lids=False``) the eyes look ahead: the 68 points do not show where the
     eyes turn, and the estimator, trained on faces that look ahead, gives only its noise there (up
     to 1 degree). Returns ``(raw, note)``."""
@@ -254,7 +256,8 @@ def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid:
     angles = None
     if np.isfinite(irises[valid]).all(1).any():
         rows = neutral_rows(raw, valid, layout, weights) if rest is None else np.asarray(rest)
-        angles = gaze_angles(irises, landmarks, rows)
+        pose = raw[:, [layout.names.index("pose_yaw"), layout.names.index("pose_pitch")]]
+        angles = gaze_angles(irises, landmarks, rows, pose, head_parallax(load_rig(layout=layout)))
     if angles is None or not np.isfinite(angles).all():
         out[valid, gaze] = 0.0
         return out, None
@@ -438,7 +441,6 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
         if rest is not None:
             raw = estimate(estimator, landmarks, valid, neutral, layout=layout)
         if config.fit and valid.any():
-            from ..rig import load_rig
             from .clip_fit import fit_clip
 
             raw, fit_report = fit_clip(load_rig(layout=layout), landmarks, raw, valid, ref, layout=layout)
@@ -451,7 +453,6 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     calibrated, notes = calibrate_take(raw, valid, config, layout, named, baseline)
     motion_range, range_report = None, None
     if config.adapt and valid.any():  # the actor's range of motion, fitted through the rig on this take
-        from ..rig import load_rig
         from .clip_fit import fit_range
 
         prior = None if profile is None else profile.motion_range
