@@ -97,6 +97,8 @@ def _train_landmarks_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="synthetic training steps (default 20000)")
     p.add_argument("--samples", type=int, default=None, help="synthetic faces (default 200000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--members", type=int, default=1,
+                   help="networks trained with seeds SEED, SEED+1, ... and averaged (default 1)")
     p.add_argument("--videos", nargs="*", default=[], help="unlabeled videos / images / folders for the "
                                                            "self-supervised stage")
     p.add_argument("--adapt-steps", type=int, default=2000, help="self-supervised steps (default 2000)")
@@ -274,20 +276,19 @@ def _train_landmarks(args) -> int:
     start = time.perf_counter()
     import torch
 
-    from .training.train_landmarks import TrainConfig, export_onnx, load_checkpoint, save_weights, train
+    from .training.train_landmarks import TrainConfig, export_onnx, save_weights, train_members
 
     torch.set_num_threads(args.threads)
     defaults = TrainConfig()
     cfg = TrainConfig(steps=args.steps or defaults.steps, samples=args.samples or defaults.samples,
                       seed=args.seed)
     out = Path(args.output)
-    ckpt = train(out, cfg)
-    net, _ = load_checkpoint(ckpt)
+    net, cfg = train_members(out, cfg, args.members)
     if args.videos:
         from .training.adapt import adapt
 
         net = adapt(net, args.videos, out, steps=args.adapt_steps, seed=args.seed)
-    trained = {"steps": cfg.steps, "samples": cfg.samples, "seed": cfg.seed,
+    trained = {"steps": cfg.steps, "samples": cfg.samples, "seed": cfg.seed, "members": args.members,
                "adapted_on": [str(v) for v in args.videos], "command": "au2rig " + " ".join(sys.argv[1:])}
     if args.export:
         path = export_onnx(net, args.export, extra={"trained": trained})

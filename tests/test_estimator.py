@@ -18,7 +18,9 @@ from au2rig.core.training.train_landmarks import (
     heldout_set,
     load_checkpoint,
     predict_torch,
+    save_weights,
     train,
+    train_members,
 )
 
 TINY = TrainConfig(samples=512, steps=12, batch=32, validate_every=6, checkpoint_every=4,
@@ -88,6 +90,29 @@ def test_onnx_runtime_matches_torch(tiny_run, tmp_path):
         assert np.abs(a[:, ~degrees] - b[:, ~degrees]).max() < 1e-4
         assert np.abs(a[:, degrees] - b[:, degrees]).max() < 1e-3  # degrees
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.onnx"]
+
+
+def test_an_ensemble_is_its_members_mean_and_saves_loads_and_exports_as_one_model(tiny_run, tmp_path):
+    """``--members 2``: seeds 0 and 1, each trained (and resumable) in its own folder; the first is
+    the single run's network, the ensemble their mean, rebuilt from its checkpoint, and its ONNX
+    export agrees with torch."""
+    log = []
+    net, cfg = train_members(tmp_path / "run", TINY, 2, progress=False, log=log.append)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["seed0", "seed1"]
+    assert cfg.network.members == 2 and cfg.seed == TINY.seed and len(log) >= 2
+    first, second = (load_checkpoint(tmp_path / "run" / f"seed{k}" / "checkpoint.pt")[0] for k in (0, 1))
+    for key, value in load_checkpoint(tiny_run)[0].state_dict().items():  # seed 0 is the single run, bit for bit
+        assert torch.equal(value, first.state_dict()[key]), key
+    _, lm, ref = heldout_set(64, seed=5)
+    mean = (predict_torch(first, lm, ref) + predict_torch(second, lm, ref)) / 2
+    np.testing.assert_allclose(predict_torch(net, lm, ref), mean, atol=1e-5)
+    assert np.abs(predict_torch(first, lm, ref) - predict_torch(second, lm, ref)).max() > 1e-3  # two draws
+    again, _ = load_checkpoint(save_weights(net, tmp_path / "ensemble.pt", cfg))
+    np.testing.assert_allclose(predict_torch(again, lm, ref), mean, atol=1e-5)
+    est = OnnxEstimator(export_onnx(net, tmp_path / "ensemble.onnx"))
+    assert np.abs(est(lm, ref)[:, LAYOUT.group_slice("au")] - mean[:, LAYOUT.group_slice("au")]).max() < 1e-4
+    with pytest.raises(ValueError, match="members"):
+        train_members(tmp_path / "none", TINY, 0)
 
 
 def test_shipped_model_recovers_unseen_rig_faces():

@@ -1,9 +1,10 @@
 """The landmark path's network: 68 landmarks in pixels (and optionally the actor's neutral frame)
 -> the full parameter vector. Five-point alignment is part of the graph, then an MLP; the roll
-is the alignment's rotation plus the network's residual (see ``core/training/train_landmarks.py``)."""
+is the alignment's rotation plus the network's residual (see ``core/training/train_landmarks.py``).
+Several such networks trained alike from different seeds make an ensemble: their mean."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,6 +19,7 @@ class NetworkConfig:
     hidden: int = 512
     layers: int = 4
     pose_scale: float = 30.0   # degrees per unit of the pose head
+    members: int = 1           # networks averaged (trained one by one, each from its own seed)
 
 
 def _torch():
@@ -27,6 +29,9 @@ def _torch():
 
 
 def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout = LAYOUT, rig: Rig | None = None):
+    """The network of ``cfg``: one MLP, or the :func:`ensemble` of ``cfg.members`` of them."""
+    if cfg.members > 1:
+        return ensemble([build_network(replace(cfg, members=1), layout, rig) for _ in range(cfg.members)])
     torch = _torch()
     nn = torch.nn
     rig = rig or load_rig()
@@ -82,3 +87,20 @@ def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout 
             return torch.cat([pose, au, ident, torch.softmax(raw[:, g["brow_style"]], 1), *gaze], 1)
 
     return LandmarkNet()
+
+
+def ensemble(networks):
+    """The mean of ``networks`` (same inputs and outputs) as one network: what one seed's draw gets
+    wrong the others mostly do not (on real faces one channel moves by 0.04-0.3 in r from seed to
+    seed; see ``core/tracking/README.md``)."""
+    torch = _torch()
+
+    class Ensemble(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = torch.nn.ModuleList(networks)
+
+        def forward(self, landmarks, reference=None, has_reference=None, clamp: bool = True):
+            return torch.stack([m(landmarks, reference, has_reference, clamp) for m in self.members]).mean(0)
+
+    return Ensemble()

@@ -147,12 +147,15 @@ def _widen_state(state: dict, old: int, layout: ParameterLayout, where: str) -> 
 
     n = len(layout)
     out = dict(state)
-    if "head.weight" in state:  # the landmark estimator
-        w, b = state["head.weight"], state["head.bias"]
+    heads = [k[:-len("weight")] for k in state if k == "head.weight" or
+             (k.startswith("members.") and k.endswith(".head.weight"))]  # an estimator, or each of an ensemble's
+    for head in heads:
+        w, b = state[head + "weight"], state[head + "bias"]
         if w.shape[0] != old:
             raise RigMismatchError(f"{where}: its last layer has {w.shape[0]} outputs, its metadata {old} channels")
-        out["head.weight"] = torch.cat([w, w.new_zeros(n - old, w.shape[1])])
-        out["head.bias"] = torch.cat([b, b.new_zeros(n - old)])
+        out[head + "weight"] = torch.cat([w, w.new_zeros(n - old, w.shape[1])])
+        out[head + "bias"] = torch.cat([b, b.new_zeros(n - old)])
+    if heads:
         return out
     if "blocks.0.0.weight" in state and "lo" in state:  # G
         w = state["blocks.0.0.weight"]  # (inputs: the parameters, then any landmark maps; out, k, k)

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..alignment.align import five_points
 from ..nets.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
-from ..nets.landmark_net import NetworkConfig, build_network
+from ..nets.landmark_net import NetworkConfig, build_network, ensemble
 from ..rig.evaluate import Rig
 from ..rig.layout import LAYOUT, OPPOSED, ParameterLayout
 from ..rig.load import load_rig
@@ -398,6 +398,27 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
             break
     bar.close()
     return ckpt_path
+
+
+def train_members(out_dir, cfg: TrainConfig = TrainConfig(), members: int = 1, rig: Rig | None = None,
+                  layout: ParameterLayout = LAYOUT, log=print, progress: bool = True):
+    """``members`` networks trained by :func:`train` with seeds ``cfg.seed``, ``cfg.seed + 1``, ...
+    (each in ``out_dir/seed<N>``, resumed there; a single one in ``out_dir`` itself), returned as
+    ``(network, config)``: the one network, or their :func:`~core.nets.landmark_net.ensemble`
+    with a config that says how many it holds (what :func:`load_checkpoint` rebuilds)."""
+    if members < 1:
+        raise ValueError(f"members must be 1 or more, got {members}")
+    out_dir = Path(out_dir)
+    nets = []
+    for k in range(members):
+        member = replace(cfg, seed=cfg.seed + k)
+        run = out_dir if members == 1 else out_dir / f"seed{member.seed}"
+        if members > 1:
+            log(f"member {k + 1} of {members}: seed {member.seed} in {run}")
+        nets.append(load_checkpoint(train(run, member, rig, layout, log, progress=progress), layout, rig)[0])
+    if members == 1:
+        return nets[0], cfg
+    return ensemble(nets), replace(cfg, network=replace(cfg.network, members=members))
 
 
 def synthetic_batch(rig: Rig, points, reference, generator, cfg: TrainConfig):
