@@ -61,11 +61,12 @@ bench-detector: $(STAMP)
 bench-tracker: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_tracker.py
 
-# Reproduces the shipped estimator (core/models/landmarks.onnx and .pt; trained with --threads 1
-# beside another job). Thread count and CPU change the order of float sums, so a retrain is another
-# draw of the same recipe (300 steps apart by 1e-3 in a weight), not the same bits.
+# Reproduces the shipped estimator (core/models/landmarks.onnx and .pt): three networks, seeds 0-2,
+# averaged (~20 min each on 2 cores; each resumes in runs/landmarks/seedN). The shipped ones were
+# trained with --threads 1; thread count and CPU change the order of float sums, so a retrain
+# elsewhere is another draw of the same recipe (300 steps apart by 1e-3 in a weight), not the same bits.
 train-landmarks: $(STAMP)
-	$(BIN)/au2rig train-landmarks -o runs/landmarks --steps 20000 --threads 2 \
+	$(BIN)/au2rig train-landmarks -o runs/landmarks --members 3 --steps 20000 --threads 2 \
 		--export core/models/landmarks.onnx --save-checkpoint core/models/landmarks.pt
 
 # Reproduces the shipped generator (core/models/generator.pt): 20,480 pairs, then ~1 h on 2 cores

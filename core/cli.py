@@ -82,6 +82,9 @@ def _track_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-adapt", dest="adapt", action="store_false",
                    help="skip fitting the actor's range of motion through the rig (the estimator's strengths as "
                         "they come; see fit_range in core/tracking/clip_fit.py)")
+    p.add_argument("--image-brows", dest="brows", action="store_true",
+                   help="place the brows by their look in the image instead of where the face mesh puts them: "
+                        "fuller brow motion, but glasses and a fringe mislead it (see core/tracking/brows.py)")
     p.add_argument("--actor", help="an actor profile (from --save-actor on another take): its neutral face and "
                                    "range of motion instead of finding them in this take alone")
     p.add_argument("--save-actor", help="write this take's neutral face and range of motion as an actor profile "
@@ -97,8 +100,9 @@ def _train_landmarks_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="synthetic training steps (default 20000)")
     p.add_argument("--samples", type=int, default=None, help="synthetic faces (default 200000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--members", type=int, default=1,
-                   help="networks trained with seeds SEED, SEED+1, ... and averaged (default 1)")
+    p.add_argument("--members", type=int, default=3,
+                   help="networks trained with seeds SEED, SEED+1, ... (each in OUTPUT/seedN) and averaged "
+                        "(default 3, as shipped; 1 trains one network in OUTPUT itself)")
     p.add_argument("--videos", nargs="*", default=[], help="unlabeled videos / images / folders for the "
                                                            "self-supervised stage")
     p.add_argument("--adapt-steps", type=int, default=2000, help="self-supervised steps (default 2000)")
@@ -247,8 +251,8 @@ def _track(args) -> int:
     from .tracking.track import TrackConfig, track_video, write_outputs
 
     config = TrackConfig(backend=args.backend, model=args.model, smoothing=args.smoothing, neutral=args.neutral,
-                         fit=args.fit, adapt=args.adapt, actor=args.actor, gains=dict(args.gain), start=args.start,
-                         step=args.step, max_frames=args.max_frames)
+                         fit=args.fit, adapt=args.adapt, brows=args.brows, actor=args.actor, gains=dict(args.gain),
+                         start=args.start, step=args.step, max_frames=args.max_frames)
     tracking = track_video(args.video, config, progress=not args.quiet)
     written = write_outputs(tracking, args.output)
     if args.save_actor:

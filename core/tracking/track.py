@@ -36,6 +36,7 @@ from ..animation.tracking_io import Tracking
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..rig.load import load_rig
 from .actor import BROW_AUS, neutral_shape, on_rig_face, read_profile, with_brows
+from .brows import brow_image, refine_brows
 from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata, open_session
 from .gaze import gaze_angles, head_parallax
 from .landmarks import open_backend, pick_face
@@ -45,6 +46,7 @@ from .landmarks import open_backend, pick_face
 class TrackConfig:
     backend: str = "mediapipe"
     lids: bool = True                 # MediaPipe: the eyes from its attention mesh (a second mesh per frame)
+    brows: bool = False               # the brows placed by their look in the image (core.tracking.brows)
     model: str | None = None          # ONNX estimator; None = the shipped default
     smoothing: float = 0.3            # 0 = off .. 1 = strong (One Euro)
     neutral: str | int | None = "auto"  # "auto" (most relaxed frames), a frame number, or None (off)
@@ -371,7 +373,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     total = max(0, (info["frames"] - config.start + config.step - 1) // config.step) if info["frames"] else None
     if total is not None and config.max_frames is not None:
         total = min(total, config.max_frames)
-    frames, conf, lms, irises = [], [], [], []
+    frames, conf, lms, irises, brow_images = [], [], [], [], []
     previous, last_seen = None, None
     fps = info["fps"]
     stopped = False
@@ -402,11 +404,13 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
                 conf.append(0.0)
                 lms.append(np.full((68, 2), np.nan))
                 irises.append(np.full(2, np.nan))
+                brow_images.append(None)
             else:
                 previous, last_seen = face, index
                 conf.append(float(face.confidence))
                 lms.append(np.asarray(face.landmarks, float))
                 irises.append(np.full(2, np.nan) if face.irises is None else np.asarray(face.irises, float))
+                brow_images.append(brow_image(image, lms[-1]) if config.brows and stream is None else None)
                 if stream is not None:
                     stream.add(len(frames) - 1, image, lms[-1])
             bar.update(1)
@@ -427,6 +431,9 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     frames_a = np.asarray(frames, int)
     landmarks = np.asarray(lms, float).reshape(-1, 68, 2)
     valid = np.isfinite(landmarks).all(axis=(1, 2))
+    if any(im is not None for im in brow_images):
+        landmarks = refine_brows(landmarks, brow_images)[0]
+    del brow_images
     timestamps = frames_a / fps
     estimator = pending.result()
     fit_report, rest, brows, neutral = None, None, None, None

@@ -343,7 +343,8 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
     step, history = 0, []
     if ckpt_path.is_file():
         net, ckpt = load_checkpoint(ckpt_path, layout, rig)
-        if json.loads(json.dumps(ckpt["config"])) != json.loads(json.dumps(asdict(cfg))):
+        # through the config class, so that a checkpoint from before a field was added (at its default) resumes
+        if json.loads(json.dumps(asdict(_config_from_dict(ckpt["config"])))) != json.loads(json.dumps(asdict(cfg))):
             raise ValueError(f"{ckpt_path}: a checkpoint of a different training configuration is in the way; "
                              f"use another output folder or delete it")
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
