@@ -9,9 +9,10 @@ and scale, roll and position drop out), as a small grey image. Over the take, th
 those images is the brows' typical look. For each half brow (inner, outer; 4 patches) the
 typical patch is found again in each frame's image by normalised cross-correlation (lighting's
 gain and offset do not count), within a search range, with a sub-pixel peak. The half brow's
-points then sit at their typical place (the mesh's median there) moved by that shift: the inner
-half in both directions (a frown knits the brows as it lowers them), the outer half up and down
-only (along a thin tail a sideways shift is hardly determined). Where the match is poor (hair, a hand,
+points then sit at their typical height (the mesh's median there) moved by that shift's vertical
+part; along the eye line they stay where the mesh puts them (along a brow a sideways shift is
+hardly determined, the aperture problem, and behind a fringe the brow heads' sideways shifts read
+blinks as knitted brows: `liveportrait_d9`, looked at). Where the match is poor (hair, a hand,
 the brow out of view) the mesh's points stay.
 """
 from __future__ import annotations
@@ -31,10 +32,6 @@ SEARCH = (0.08, 0.15)  # the largest shift looked for: across, up/down
 LID_MARGIN = 0.04  # patches and their search keep this far above the upper lid's typical top
 MIN_PATCH = 0.1  # the shortest patch (inter-ocular distances)
 MIN_MATCH = 0.6  # normalised cross-correlation below which the mesh's points stay
-# which shifts a half brow's points take: the inner half both (a frown knits the brows: the brow
-# head's end shows it), the outer half only the vertical one (along its thin tail a sideways
-# shift is hardly determined: the aperture problem)
-ACROSS = (np.array([1.0, 1.0]), np.array([0.0, 1.0]))
 SIZE = (int(round(2 * SPAN_X * SCALE)), int(round((SPAN_Y[1] - SPAN_Y[0]) * SCALE)))  # (width, height)
 
 
@@ -154,13 +151,14 @@ def refine_brows(landmarks: np.ndarray, images, rows=None, template_frames: int 
     for i, frame in enumerate(frames):
         m = to_canonical(lm[frame])
         back = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+        mesh = _canonical_points(lm[frame])
         for brow, (inner, outer) in zip(BROWS, ((0, 1), (2, 3))):
             for k in brow:
                 weights = {inner: HALVES[k], outer: 1.0 - HALVES[k]}
                 found = {b: w for b, w in weights.items() if w > 0 and quality[frame, b] >= MIN_MATCH}
                 if not found:
                     continue
-                total = sum(found.values())
-                p = typical[k] + sum(w * shift[i, b] * ACROSS[b % 2] for b, w in found.items()) / total
+                dy = sum(w * shift[i, b, 1] for b, w in found.items()) / sum(found.values())
+                p = np.array([mesh[k, 0], typical[k, 1] + dy])  # across: the mesh's; height: the image's
                 lm[frame, k] = back[:, :2] @ p + back[:, 2]
     return lm, quality
