@@ -35,7 +35,7 @@ CORE_RUNTIME = ("util", "rig", "alignment", "animation", "datasets")
 CORE_MODULES = ("__init__.py",)
 # what the tracker adds (bundled only with --wheels: it needs the wheels): its subpackages and data
 TRACKER_RUNTIME = ("tracking", "evaluation")
-TRACKER_DATA = ("data/mediapipe68.json", "models/landmarks.onnx")
+TRACKER_DATA = ("data/mediapipe68.json", "data/detector_response.json", "models/landmarks.onnx")
 # the wheels the tracker imports at run time: never numpy (Blender ships it), never torch
 TRACKER_WHEELS = ("onnxruntime==1.20.1", "opencv-python-headless==4.11.0.86", "mediapipe==0.10.21",
                   "absl-py==2.5.1", "attrs==26.1.0", "flatbuffers==25.12.19", "protobuf==4.25.5",

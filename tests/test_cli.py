@@ -87,7 +87,8 @@ def test_the_installed_project_is_one_package_au2rig(tmp_path):
                for p in (ROOT / package).rglob("__init__.py") if "__pycache__" not in p.parts}
     for folder in folders:
         assert f"au2rig/{folder}/__init__.py" in names, f"{folder} is not installed (pyproject.toml's packages)"
-    for data in ("core/models/landmarks.onnx", "core/data/mediapipe68.json", "rigs/bdfm.toml",
+    for data in ("core/models/landmarks.onnx", "core/data/mediapipe68.json", "core/data/detector_response.json",
+                 "rigs/bdfm.toml",
                  "rigs/maps/arkit52.json"):
         assert f"au2rig/{data}" in names
     metadata = (tmp_path / "site" / next(n for n in names if n.endswith(".dist-info/METADATA"))).read_text()

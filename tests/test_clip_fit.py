@@ -98,3 +98,34 @@ def test_an_actor_who_never_smiles_is_not_made_to(rig):
     for name in ("AU12_L", "AU12_R"):
         g = gains[names.index(name)]
         assert g <= 1.1 and (g * estimate[:, LAYOUT.index[name]]).max() < 0.2  # below FACS 1 (of 5)
+
+
+def test_a_detector_that_follows_an_expression_in_part_is_not_taken_for_a_weaker_actor(rig):
+    """A detector that reports half of the brow raise's motion and 0.6 of the smile's (the
+    rig's landmarks at that share of the channels), read by an estimator that reads what it sees:
+    through the detector's response the range gives the actor's full strength back; taken at face
+    value it stays at the estimator's."""
+    from au2rig.core.tracking.clip_fit import detector_response, fit_range
+
+    shown = ["AU12_L", "AU12_R", "AU02_L", "AU02_R"]
+    truth, _, rest = _shown(rig, shown)
+    names = LAYOUT.group_names("au")
+    response = np.ones(len(names))
+    for name, share in (("AU02_L", 0.5), ("AU02_R", 0.5), ("AU12_L", 0.6), ("AU12_R", 0.6)):
+        response[names.index(name)] = share
+    au = LAYOUT.group_slice("au")
+    seen_params = truth.copy()
+    seen_params[:, au] *= response
+    video = 1.7 * rig.landmarks_2d(seen_params) + [25.0, 8.0]
+    estimate = seen_params  # the estimator reads the damped motion as a weaker expression
+    through, _ = fit_range(rig, video, estimate, rest=rest, fps=1.0, response=response)
+    plain, _ = fit_range(rig, video, estimate, rest=rest, fps=1.0)
+    for name in shown:
+        k = names.index(name)
+        want = 1 / response[k]
+        assert abs(through[k] - want) < 0.25 * want and abs(plain[k] - 1.0) < 0.15, (name, through[k], plain[k])
+    shipped = detector_response("mediapipe")  # as measured on the rig's renders; eyes closing followed whole
+    assert shipped.shape == (len(names),) and (shipped <= 1.0).all() and (shipped >= 0.2).all()
+    assert all(shipped[k] == 1.0 for k, name in enumerate(names) if name.startswith("AU43"))
+    assert shipped[names.index("AU26")] > 0.7 and shipped[names.index("AU02_L")] < 0.6
+    assert detector_response("fan") is None

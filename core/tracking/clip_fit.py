@@ -91,6 +91,28 @@ def _landmark_residual(rig, layout: ParameterLayout):
     return iod, residual
 
 
+def detector_response(backend: str = "mediapipe", layout: ParameterLayout = LAYOUT) -> np.ndarray | None:
+    """(A,) per AU channel, the share of its landmark motion ``backend``'s landmarks report, as
+    fitted on the rig's renders (``core/data/detector_response.json``, made by
+    ``tests/benchmarks/fit_detector_response.py``: 160 faces with two to four AUs each), at most 1;
+    None for a backend never measured. The eyes' closing counts as followed whole: at full closure
+    the detector's eyes close as far as the rig's (``bench_detector_on_rig.py``: 1.0-1.09), and the
+    tracker's eyes come from the mesh's attention run, which closes them on real faces; the share
+    fitted over partly closed lids (0.2) says how far it follows their small motions, which the
+    estimator has already read as such."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "data" / "detector_response.json"
+    data = json.loads(path.read_text())
+    if data.get("backend") != backend or "au_response" not in data:
+        return None
+    shares = data["au_response"]
+    out = np.array([min(1.0, float(shares.get(name, 1.0))) for name in layout.group_names("au")])
+    out[[k for k, name in enumerate(layout.group_names("au")) if name.startswith(("AU43", "AU45"))]] = 1.0
+    return out
+
+
 def fit_clip(rig, landmarks: np.ndarray, init: np.ndarray, valid: np.ndarray | None = None,
              reference: int | None = None, config: FitConfig = FitConfig(),
              layout: ParameterLayout = LAYOUT) -> tuple[np.ndarray, dict]:
@@ -188,7 +210,7 @@ class RangeConfig:
 
 def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndarray | None = None,
               rest: np.ndarray | None = None, rest_pose: np.ndarray | None = None,
-              prior: np.ndarray | None = None, fps: float = 30.0,
+              prior: np.ndarray | None = None, fps: float = 30.0, response: np.ndarray | None = None,
               config: RangeConfig = RangeConfig(), layout: ParameterLayout = LAYOUT) -> tuple[np.ndarray, dict]:
     """The actor's range of motion: one gain per AU channel such that the rig, driven by
     ``gain x calibrated`` AUs (clipped to 0..1), best reproduces the detected ``landmarks``
@@ -205,7 +227,10 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
     never smiles is never made to. ``calibrated``: (N, P) parameters after neutral calibration;
     ``rest``: the actor's resting face, (K, 68, 2) landmarks in any frame (a take's resting frames,
     or an actor profile's neutral shape), with its head pose ``rest_pose`` ((K, 3) degrees; frontal
-    when None). Returns ``(gains (A,), report)``."""
+    when None). ``response`` (A,): the share of each AU channel's motion the detector reports
+    (:func:`detector_response`); the rig shows the detections' side of it (the channel at that share
+    of the actor's intensity), so a detector that reports a brow raise at a third of its size is not
+    taken for an actor who raises the brows a third as far. Returns ``(gains (A,), report)``."""
     au, ident, pose = (layout.group_slice(g) for g in ("au", "identity", "pose"))
     n_au = au.stop - au.start
     prior = np.ones(n_au) if prior is None else np.asarray(prior, float)
@@ -223,6 +248,7 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
     c = np.clip(x[:, au], 0.0, 1.0)  # the estimator's calibrated AUs: the curves the gains scale
 
     iod, raw_residual = _landmark_residual(rig, layout)
+    seen = np.ones(n_au) if response is None else np.asarray(response, float)
 
     # the actor's own shape: what remains of the resting face, frontal with every AU at 0
     offset = 0.0
@@ -235,7 +261,7 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
 
     def residual(gains, params):
         p = params.copy()
-        p[:, au] = np.clip(gains * c, 0.0, 1.0)
+        p[:, au] = np.clip(seen * gains * c, 0.0, 1.0)  # what the detector shows of the actor's AUs
         res, model = raw_residual(p, det)
         return res - offset, model, p
 
@@ -265,7 +291,7 @@ def fit_range(rig, landmarks: np.ndarray, calibrated: np.ndarray, valid: np.ndar
         probes[1:, au] += np.eye(n_au) * STEP["au"]
         pts = rig.landmarks_2d(probes)
         dface = ((pts[1:] - pts[:1]) / STEP["au"] / iod).reshape(n_au, -1).T[None]
-        live = c * ((gains * c) < 1.0)  # a clipped channel no longer moves with its gain
+        live = seen * c * ((seen * gains * c) < 1.0)  # a clipped channel no longer moves with its gain
         jac = -_without_similarity(dface, model, WEIGHTS_2D) * live[:, None, :]  # (N, 136, A)
         jw = jac * WEIGHTS_2D[None, :, None]
         jw2 = jw.reshape(-1, n_au).T  # every frame's rows at once: one BLAS product

@@ -460,14 +460,18 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     calibrated, notes = calibrate_take(raw, valid, config, layout, named, baseline)
     motion_range, range_report = None, None
     if config.adapt and valid.any():  # the actor's range of motion, fitted through the rig on this take
-        from .clip_fit import fit_range
+        from .clip_fit import detector_response, fit_range
 
         prior = None if profile is None else profile.motion_range
+        response = detector_response(config.backend, layout)
+        if response is not None and config.brows:  # brows found by their look follow their motion
+            response[[k for k, name in enumerate(layout.group_names("au"))
+                      if name.startswith(("AU01", "AU02", "AU04"))]] = 1.0
         resting, resting_pose = (profile.reference[None], None) if profile is not None else \
             (None, None) if rest is None else \
             (neutral[None], np.median(raw[rest][:, layout.group_slice("pose")], 0)[None])
         motion_range, range_report = fit_range(load_rig(layout=layout), landmarks, calibrated, valid, resting,
-                                               resting_pose, prior, fps=fps, layout=layout)
+                                               resting_pose, prior, fps=fps, response=response, layout=layout)
         range_report["range"] = dict(zip(layout.group_names("au"), np.round(motion_range, 4).tolist()))
     params = postprocess(calibrated, timestamps, valid, config, layout, motion_range)
     if profile is not None:

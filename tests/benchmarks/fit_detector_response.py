@@ -93,6 +93,40 @@ def fit_gains(d_det: np.ndarray, d_rig: np.ndarray) -> tuple[np.ndarray, np.ndar
     return gain, se
 
 
+def au_components(params: np.ndarray, size: int) -> np.ndarray:
+    """(N, A, 68, 2): each AU channel's own part of each face's landmark motion (pixels), the rig's
+    landmarks of the face less those of the same face with that channel at 0."""
+    from au2rig.core.rig import load_rig
+
+    rig = load_rig()
+    au = LAYOUT.group_slice("au")
+    full = rig.landmarks_2d(params, size)
+    out = np.zeros((len(params), au.stop - au.start, 68, 2))
+    for k, c in enumerate(range(au.start, au.stop)):
+        on = np.flatnonzero(params[:, c] > 0)
+        if len(on):
+            without = params[on].copy()
+            without[:, c] = 0.0
+            out[on, k] = full[on] - rig.landmarks_2d(without, size)
+    return out
+
+
+def fit_au_response(d_det: np.ndarray, parts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per AU channel: how much of its landmark motion the detector reports (least squares of the
+    detector's change on the channels' parts, every landmark counted), its standard error, and the
+    number of faces that showed it."""
+    n, a = parts.shape[:2]
+    m = parts.reshape(n, a, -1).transpose(0, 2, 1).reshape(-1, a)  # (N*136, A)
+    y = d_det.reshape(-1)
+    shown = (np.abs(parts).reshape(n, a, -1).max(-1) > 0).sum(0)
+    h = m.T @ m + np.eye(a) * 1e-6
+    rho = np.linalg.solve(h, m.T @ y)
+    resid = y - m @ rho
+    sigma2 = resid @ resid / max(len(y) - a, 1)
+    se = np.sqrt(np.diag(np.linalg.inv(h)) * sigma2)
+    return np.where(shown > 0, rho, 1.0), se, shown
+
+
 def score(gains: np.ndarray, d_det: np.ndarray, d_rig: np.ndarray) -> dict:
     """The detector's change (raw and divided by ``gains``) against the rig's: the error as a
     fraction of the rig's motion, over the landmarks that move."""
@@ -120,6 +154,18 @@ def main(argv=None) -> int:
     gains, se = fit_gains(d_det[:n_fit], d_rig[:n_fit])
     gains = np.clip(gains, *GAIN_RANGE)
     held = score(gains, d_det[n_fit:], d_rig[n_fit:])
+    parts = au_components(params[ok], args.size)
+    rho, rho_se, shown = fit_au_response(d_det[:n_fit], parts[:n_fit])
+    rho = np.clip(rho, *GAIN_RANGE)
+    predicted = np.einsum("a,nakc->nkc", rho, parts[n_fit:])
+    moving = (d_rig[n_fit:] ** 2).sum(-1) > 1.0
+    held["per_au"] = round(float(np.sqrt(((predicted - d_det[n_fit:]) ** 2).sum(-1)[moving].sum()
+                                         / (d_det[n_fit:] ** 2).sum(-1)[moving].sum())), 4)
+    per_landmark = gains[None, :, None] * d_rig[n_fit:]
+    held["per_landmark"] = round(float(np.sqrt(((per_landmark - d_det[n_fit:]) ** 2).sum(-1)[moving].sum()
+                                               / (d_det[n_fit:] ** 2).sum(-1)[moving].sum())), 4)
+    held["none"] = round(float(np.sqrt(((d_rig[n_fit:] - d_det[n_fit:]) ** 2).sum(-1)[moving].sum()
+                                       / (d_det[n_fit:] ** 2).sum(-1)[moving].sum())), 4)
     regions = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48),
                "mouth": range(48, 68)}
     print(f"the detector found {int(ok.sum())}/{args.n} face pairs; gains fitted on {n_fit}, held out "
@@ -129,12 +175,21 @@ def main(argv=None) -> int:
         print(f"  {name:6s} gain {g.mean():.2f} (min {g.min():.2f}, max {g.max():.2f})")
     print(f"held-out error of the detector's change, as a fraction of the rig's motion: raw {held['raw']}, "
           f"divided by the gains {held['corrected']}")
+    print("per AU channel, the share of its landmark motion the detector reports (faces showing it, standard error):")
+    for name, r, e, k in zip(LAYOUT.group_names("au"), rho, rho_se, shown):
+        print(f"  {name:7s} {r:5.2f}  ({k} faces, +-{e:.2f})")
+    print(f"held-out prediction of the detector's change, error as a fraction of it: the rig's motion as it is "
+          f"{held['none']}, times the per-landmark gains {held['per_landmark']}, times the per-AU shares "
+          f"{held['per_au']}")
     data = {"format": "au2rig-detector-response", "version": 1, "backend": "mediapipe",
             "made_by": "tests/benchmarks/fit_detector_response.py",
             "settings": {"n": args.n, "size": args.size, "seed": args.seed, "holdout": args.holdout,
                          "gain_range": list(GAIN_RANGE)},
             "faces": int(ok.sum()), "held_out_error": held,
-            "gains": np.round(gains, 4).tolist(), "standard_error": np.round(se, 4).tolist()}
+            "gains": np.round(gains, 4).tolist(), "standard_error": np.round(se, 4).tolist(),
+            "au_response": dict(zip(LAYOUT.group_names("au"), np.round(rho, 4).tolist())),
+            "au_response_standard_error": dict(zip(LAYOUT.group_names("au"), np.round(rho_se, 4).tolist())),
+            "au_response_faces": dict(zip(LAYOUT.group_names("au"), shown.tolist()))}
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(data, indent=1) + "\n")
