@@ -27,6 +27,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 N_IDENTITIES = 6
 POSE_EXTREMES = (("pose_yaw", -45.0), ("pose_yaw", 45.0), ("pose_pitch", -30.0),
                  ("pose_pitch", 30.0), ("pose_roll", -30.0), ("pose_roll", 30.0))
+GAZE_TURNS = (("gaze_yaw", -30.0), ("gaze_yaw", 30.0), ("gaze_pitch", -20.0), ("gaze_pitch", 20.0))
 
 
 def sheet_entries(rig, seed: int = 0) -> list[tuple[str, str, np.ndarray]]:
@@ -54,7 +55,7 @@ def sheet_entries(rig, seed: int = 0) -> list[tuple[str, str, np.ndarray]]:
     for brow in brows:
         p = with_(**{b: float(b == brow) for b in brows})
         entries.append((brow, layout.channels[layout.index[brow]].description, p))
-    for name, value in POSE_EXTREMES:
+    for name, value in POSE_EXTREMES + (GAZE_TURNS if "gaze_yaw" in layout.index else ()):
         entries.append((f"{name} {value:+g}", layout.channels[layout.index[name]].description,
                         with_(**{name: value})))
     return entries
@@ -134,11 +135,12 @@ def compose(tiles: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
 
 
 def tile_groups(entries) -> dict[str, list[int]]:
-    """Indices of :func:`sheet_entries` by group: AUs, identities, brow styles, poses."""
-    groups: dict[str, list[int]] = {"AUs": [], "identities": [], "brow styles": [], "poses": []}
+    """Indices of :func:`sheet_entries` by group: AUs, identities, brow styles, poses, gaze."""
+    groups: dict[str, list[int]] = {"AUs": [], "identities": [], "brow styles": [], "poses": [], "gaze": []}
     for i, (title, _, _) in enumerate(entries[1:], 1):
         key = ("AUs" if title.startswith("AU") else "identities" if title.startswith("identity")
-               else "brow styles" if title.startswith("brow") else "poses")
+               else "brow styles" if title.startswith("brow") else "gaze" if title.startswith("gaze")
+               else "poses")
         groups[key].append(i)
     return groups
 

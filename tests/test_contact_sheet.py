@@ -19,6 +19,8 @@ def test_sheet_with_a_generator_shows_render_beside_g_and_scores_each_group(tmp_
     groups = tile_groups(entries)
     assert sorted(i for idx in groups.values() for i in idx) == list(range(1, len(entries)))
     assert len(groups["AUs"]) == len(rig.layout.au_channels) and len(groups["poses"]) == 6
+    assert [entries[i][0] for i in groups["gaze"]] == ["gaze_yaw -30", "gaze_yaw +30", "gaze_pitch -20",
+                                                       "gaze_pitch +20"]
     # tiles are 64 px render | 64 px G (size follows G), one per entry, no landmark tile
     rows = -(-len(entries) // 6)
     assert sheet.shape[1] == 6 * (128 + 4) + 4 and sheet.shape[0] > rows * 64
