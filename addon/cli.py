@@ -4,6 +4,7 @@ add-on's, which run Blender (``bpy``) headless. ``python -m au2rig.addon <comman
     au2rig demo [-o out] [--size 256] [--fps 30]
     au2rig contact-sheet -o sheet.png [--size 256] [--columns 8] [--seed 0] [--rig spec.toml] [--generator G.pt]
     au2rig render-pairs OUT --count N [--size 128] [--engine workbench|cycles] [--seed 0] [--sparse-k K] [--masks]
+                        [--gaze-limits 30 20]
                         [--randomize light,background,colors] [--workers W] [--lod auto|full|N]
     au2rig verify-pairs OUT [--no-images]
     au2rig recovery [-o out/recovery] [--actors 4] [--cycles-actors 1] [--seconds 4]
@@ -87,6 +88,8 @@ def _render_pairs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--pose-limits", type=float, nargs=3, default=(45.0, 30.0, 30.0),
                    metavar=("YAW", "PITCH", "ROLL"), help="pose drawn within +-these degrees (default 45 30 30)")
+    p.add_argument("--gaze-limits", type=float, nargs=2, default=(30.0, 20.0), metavar=("YAW", "PITCH"),
+                   help="the eyes' turn in the head drawn within +-these degrees (default 30 20; 0 0: ahead)")
     p.add_argument("--sparse-k", type=int, default=None,
                    help="only K random AU channels active per pair (default: all AUs uniform)")
     p.add_argument("--masks", action="store_true", help="also write region masks (one label per pixel)")
@@ -120,7 +123,8 @@ def _render_pairs(args) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     config = RenderConfig(
         output=args.output, count=args.count, size=args.size, engine=args.engine, seed=args.seed,
-        pose_limits=tuple(args.pose_limits), sparse_k=args.sparse_k, masks=args.masks,
+        pose_limits=tuple(args.pose_limits), sparse_k=args.sparse_k, gaze_limits=tuple(args.gaze_limits),
+        masks=args.masks,
         randomization=pairs.Randomization(**{f: True for f in flags}), chunk_size=args.chunk_size,
         workers=args.workers or cores, val_fraction=args.val_fraction, aa=args.aa, samples=args.samples,
         rig=args.rig, lod=args.lod, overwrite=args.overwrite, durable=not args.no_fsync)

@@ -49,6 +49,7 @@ class RenderConfig:
     seed: int = 0
     pose_limits: tuple = (45.0, 30.0, 30.0)
     sparse_k: int | None = None
+    gaze_limits: tuple = (30.0, 20.0)  # the eyes' yaw and pitch in the head (degrees)
     masks: bool = False
     randomization: pairs.Randomization = field(default_factory=pairs.Randomization)
     chunk_size: int = 16
@@ -73,7 +74,7 @@ class RenderConfig:
         self.lod_level(None)  # raises on a bad value
         if not 0.0 <= self.val_fraction <= 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1], got {self.val_fraction}")
-        pairs.Sampling(tuple(self.pose_limits), self.sparse_k).check()
+        pairs.Sampling(tuple(self.pose_limits), self.sparse_k, tuple(self.gaze_limits)).check()
         if not str(self.output):
             raise ValueError("output folder is empty")
 
@@ -107,7 +108,8 @@ class RenderConfig:
                                                                       "denoise": False}
         return pairs.Manifest.for_rig(
             rig, resolution=self.size, engine=self.engine, seed=self.seed, count=self.count,
-            chunk_size=self.chunk_size, sampling=pairs.Sampling(tuple(self.pose_limits), self.sparse_k),
+            chunk_size=self.chunk_size,
+            sampling=pairs.Sampling(tuple(self.pose_limits), self.sparse_k, tuple(self.gaze_limits)),
             randomization=self.randomization, masks=self.masks, val_fraction=self.val_fraction,
             engine_options=options, software={"blender": bpy.app.version_string},
             render_rig=render_rig if render_rig is not None else self.render_rig(rig))
@@ -120,6 +122,7 @@ class RenderConfig:
         d = dict(d)
         d["randomization"] = pairs.Randomization(**d.get("randomization", {}))
         d["pose_limits"] = tuple(d.get("pose_limits", (45.0, 30.0, 30.0)))
+        d["gaze_limits"] = tuple(d.get("gaze_limits", (0.0, 0.0)))  # a config from before gaze was drawn
         d["lod"] = str(d.get("lod", "auto"))
         return cls(**d)
 
@@ -382,7 +385,7 @@ class PairsJob:
         m, cfg = self.manifest, self.config
         idx = m.chunk_indices(chunk)
         params = pairs.sample_params(self.rig.layout, len(idx), m.seed, cfg.pose_limits, cfg.sparse_k,
-                                     start=int(idx[0]))
+                                     start=int(idx[0]), gaze_limits=cfg.gaze_limits)
         draws = np.stack([pairs.draw_randomization(cfg.randomization, m.seed, i, len(self.rig.regions))
                           for i in idx])
         if self._scene is None:

@@ -53,6 +53,28 @@ def test_bad_sampling_options_are_refused():
         pairs.sample_params(LAYOUT, 1, 0, sparse_k=27)
 
 
+def test_gaze_is_drawn_on_its_own_stream_and_an_old_manifest_means_eyes_ahead(fake):
+    """The eyes' turn comes from a stream of its own: with it off every other channel is what it
+    was, so the pairs of a dataset drawn before gaze are drawn again exactly on resume and verify;
+    a manifest without ``gaze_limits`` reads as (0, 0)."""
+    gaze = LAYOUT.group_slice("gaze")
+    ahead = pairs.sample_params(LAYOUT, 300, seed=2)
+    turned = pairs.sample_params(LAYOUT, 300, seed=2, gaze_limits=(30.0, 20.0))
+    others = np.ones(len(LAYOUT), bool)
+    others[gaze] = False
+    assert np.array_equal(ahead[:, others], turned[:, others]) and not ahead[:, gaze].any()
+    assert np.abs(turned[:, gaze]).max(0) == pytest.approx([30.0, 20.0], rel=0.03)
+    assert pairs.Sampling().gaze_limits == (30.0, 20.0)  # new datasets turn the eyes
+    with pytest.raises(ValueError, match="gaze_yaw"):
+        pairs.sample_params(LAYOUT, 1, 0, gaze_limits=(40.0, 10.0))
+    folder, m, rig = fake
+    d = json.loads((folder / "manifest.json").read_text())
+    del d["sampling"]["gaze_limits"]
+    old = pairs.Manifest.from_dict(d)
+    assert old.sampling["gaze_limits"] == [0.0, 0.0]
+    assert pairs.sampling_of(old.sampling).gaze_limits == (0.0, 0.0)
+
+
 def test_split_is_deterministic_and_independent_of_count():
     s = pairs.split_of(0, np.arange(5000), 0.1)
     assert np.array_equal(s[:100], pairs.split_of(0, np.arange(100), 0.1))
@@ -166,7 +188,8 @@ def _write_fake(folder, rig, count=10, chunk=4, masks=True, render_rig=None):
     assert todo == list(range(m.n_chunks))
     for c in todo:
         idx = m.chunk_indices(c)
-        params = pairs.sample_params(rig.layout, len(idx), m.seed, start=int(idx[0]))
+        params = pairs.sample_params(rig.layout, len(idx), m.seed, start=int(idx[0]),
+                                     gaze_limits=pairs.sampling_of(m.sampling).gaze_limits)
         images = [_png(np.full((16, 16, 3), int(i), np.uint8)) for i in idx]
         files = {"image": images}
         for i, data in zip(idx, images):
@@ -197,7 +220,8 @@ def test_fake_dataset_verifies_and_loads(fake):
     item = ds[3]
     assert item["index"] == 3 and item["image"].shape == (16, 16, 3) and item["image"].dtype == np.float32
     assert item["image"].max() == pytest.approx(3 / 255) and item["mask"].shape == (16, 16)
-    assert np.allclose(item["params"], pairs.sample_params(LAYOUT, 1, 7, start=3)[0].astype(np.float32))
+    want = pairs.sample_params(LAYOUT, 1, 7, start=3, gaze_limits=(30, 20))[0]  # the manifest's sampling
+    assert np.allclose(item["params"], want.astype(np.float32))
     train, val = pairs.PairsDataset(folder, "train"), pairs.PairsDataset(folder, "val")
     assert len(train) + len(val) == 10 and not set(train.indices) & set(val.indices)
     assert pairs.read_manifest(folder).split_counts == {"train": len(train), "val": len(val)}

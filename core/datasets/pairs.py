@@ -75,13 +75,18 @@ class Sampling:
     (within the layout's range). ``sparse_k``: if set, only k AU channels (chosen uniformly)
     are active, uniform in 0..1, the rest 0 (real expressions are sparse); None: all AUs uniform.
     Identity sliders are uniform in 0..1; the brow style is a uniformly chosen one-hot.
+    ``gaze_limits``: the eyes' (yaw, pitch) in the head, degrees, uniform in [-limit, limit] from
+    a stream of their own (so the other channels of a pair do not depend on them); a dataset
+    whose manifest predates them had (0, 0): eyes that look ahead.
     """
 
     pose_limits: tuple[float, float, float] = (45.0, 30.0, 30.0)
     sparse_k: int | None = None
+    gaze_limits: tuple[float, float] = (30.0, 20.0)
 
     def __post_init__(self):
         object.__setattr__(self, "pose_limits", tuple(float(x) for x in self.pose_limits))
+        object.__setattr__(self, "gaze_limits", tuple(float(x) for x in self.gaze_limits))
 
     def check(self, layout: ParameterLayout = LAYOUT) -> None:
         if len(self.pose_limits) != 3:
@@ -90,6 +95,15 @@ class Sampling:
         for name, lim, lo, hi in zip(layout.names[pose], self.pose_limits, layout.lo[pose], layout.hi[pose]):
             if not np.isfinite(lim) or lim < 0 or -lim < lo - 1e-9 or lim > hi + 1e-9:
                 raise ValueError(f"pose_limits: {name} limit {lim:g} must lie in [0, {min(-lo, hi):g}] degrees")
+        if len(self.gaze_limits) != 2:
+            raise ValueError(f"gaze_limits: expected (yaw, pitch), got {self.gaze_limits}")
+        if "gaze" in {c.group for c in layout.channels}:
+            gaze = layout.group_slice("gaze")
+            for name, lim, lo, hi in zip(layout.names[gaze], self.gaze_limits, layout.lo[gaze], layout.hi[gaze]):
+                if not np.isfinite(lim) or lim < 0 or -lim < lo - 1e-9 or lim > hi + 1e-9:
+                    raise ValueError(f"gaze_limits: {name} limit {lim:g} must lie in [0, {min(-lo, hi):g}] degrees")
+        elif any(self.gaze_limits):
+            raise ValueError(f"gaze_limits: layout {layout.version} has no gaze channels; use (0, 0)")
         n_au = layout.group_slice("au").stop - layout.group_slice("au").start
         if self.sparse_k is not None and not 0 <= self.sparse_k <= n_au:
             raise ValueError(f"sparse_k: must lie in 0..{n_au} (AU channels), got {self.sparse_k}")
@@ -158,10 +172,12 @@ def linear_to_srgb(c):
 
 # --- sampling ----------------------------------------------------------------------------------
 def sample_params(layout: ParameterLayout, n: int, seed: int, pose_limits=(45.0, 30.0, 30.0),
-                  sparse_k: int | None = None, start: int = 0) -> np.ndarray:
-    """(n, P) parameters of pairs ``start .. start + n - 1``; pair i depends on (seed, i) only."""
-    sampling = Sampling(tuple(pose_limits), sparse_k)
+                  sparse_k: int | None = None, start: int = 0, gaze_limits=(0.0, 0.0)) -> np.ndarray:
+    """(n, P) parameters of pairs ``start .. start + n - 1``; pair i depends on (seed, i) only
+    (its gaze on a stream of its own: ``gaze_limits`` (0, 0) gives the pairs drawn before gaze was)."""
+    sampling = Sampling(tuple(pose_limits), sparse_k, tuple(gaze_limits))
     sampling.check(layout)
+    gaze_lim = np.asarray(sampling.gaze_limits)
     pose, au = layout.group_slice("pose"), layout.group_slice("au")
     ident, brow = layout.group_slice("identity"), layout.group_slice("brow_style")
     n_au, n_brow = au.stop - au.start, brow.stop - brow.start
@@ -179,7 +195,16 @@ def sample_params(layout: ParameterLayout, n: int, seed: int, pose_limits=(45.0,
         p[au] = values
         p[ident] = rng.uniform(layout.lo[ident], layout.hi[ident])
         p[brow] = np.eye(n_brow)[rng.integers(n_brow)]
+        if gaze_lim.any():
+            eyes = np.random.default_rng([int(seed), int(i), 2])
+            p[layout.group_slice("gaze")] = eyes.uniform(-1.0, 1.0, 2) * gaze_lim
     return out
+
+
+def sampling_of(manifest_sampling: dict) -> Sampling:
+    """The :class:`Sampling` a manifest records (one written before gaze was sampled: (0, 0))."""
+    d = dict(manifest_sampling)
+    return Sampling(tuple(d["pose_limits"]), d.get("sparse_k"), tuple(d.get("gaze_limits", (0.0, 0.0))))
 
 
 def split_of(seed: int, indices, val_fraction: float) -> np.ndarray:
@@ -276,6 +301,8 @@ class Manifest:
             raise PairsError(f"{where}: format_version {d.get('format_version')!r} is not supported "
                              f"(this code reads {FORMAT_VERSION})")
         names = {f.name for f in fields(cls)}
+        if isinstance(d.get("sampling"), dict) and "gaze_limits" not in d["sampling"]:
+            d = dict(d, sampling=dict(d["sampling"], gaze_limits=[0.0, 0.0]))  # drawn before gaze was
         unknown = sorted(set(d) - names)
         if unknown:
             raise PairsError(f"{where}: unknown field(s) {unknown}")
@@ -636,8 +663,9 @@ def verify(folder, rig=None, layout: ParameterLayout = LAYOUT, images: bool = Tr
             for i in want:
                 report.add(i, "bad record", f"{path}: params {params.shape} / landmarks {lms.shape}")
             continue
-        expected = sample_params(layout, len(want), m.seed, sampling["pose_limits"], sampling["sparse_k"],
-                                 start=int(want[0]))
+        drawn = sampling_of(sampling)
+        expected = sample_params(layout, len(want), m.seed, drawn.pose_limits, drawn.sparse_k, start=int(want[0]),
+                                 gaze_limits=drawn.gaze_limits)
         finite = np.isfinite(params).all(1)
         truth = (rig.landmarks_2d(np.where(finite[:, None], params, layout.neutral()), m.resolution)
                  if rig is not None else None)
