@@ -473,6 +473,8 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
         motion_range, range_report = fit_range(load_rig(layout=layout), landmarks, calibrated, valid, resting,
                                                resting_pose, prior, fps=fps, response=response, layout=layout)
         range_report["range"] = dict(zip(layout.group_names("au"), np.round(motion_range, 4).tolist()))
+        range_report["detector_shares"] = None if response is None else \
+            dict(zip(layout.group_names("au"), np.round(response, 4).tolist()))
     params = postprocess(calibrated, timestamps, valid, config, layout, motion_range)
     if profile is not None:
         notes["actor"] = {"profile": str(config.actor), "source": profile.source}
@@ -482,6 +484,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     notes["fit"] = fit_report
     notes["motion_range"] = range_report
     notes["gaze"] = gaze_note
+    notes["brows"] = "image" if config.brows and stream is None else "mesh"
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
             "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),
