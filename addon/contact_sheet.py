@@ -158,7 +158,7 @@ def recognition(entries, renders, fakes) -> dict[str, dict]:
         if idx:
             m = change_match(g[idx] - g[0], r[idx] - r[0])
             m["missed"] = [f"{entries[i][0]} (like {entries[idx[b]][0]})" if idx[b] != i else
-                           f"{entries[i][0]} (no change from neutral)"
+                           f"{entries[i][0]} (no change the rig's way)"
                            for k, (i, b) in enumerate(zip(idx, m["best"])) if not m["hit"][k]]
             out[name] = m
     return out

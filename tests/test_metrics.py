@@ -188,3 +188,7 @@ def test_change_match_counts_the_items_whose_change_points_their_own_way():
     assert swapped["recognised"] == 0 and swapped["best"] == order
     with pytest.raises(ValueError, match="shape"):
         change_match(rendered[:, :2], rendered)
+    # something else drawn, a trace of the right change in it: closest to its own, but pointing nowhere
+    other = rng.normal(size=rendered.shape) + 0.03 * rendered
+    blurred = change_match(other, rendered)
+    assert blurred["recognised"] == 0 and max(blurred["cosine"], 0) < 0.1

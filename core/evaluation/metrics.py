@@ -183,12 +183,16 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+MIN_COSINE = 0.1  # a change less aligned with the rig's than this points nowhere
+
+
 def change_match(generated, rendered) -> dict:
     """How recognisable G's changes are: ``generated`` and ``rendered`` (N, ...) hold, for N
     items (e.g. one AU each at full intensity), G's image and the rig's render of each item minus
     the same of a common reference (the neutral face). Item i counts as recognised when G's
     change is closer in direction (cosine) to the rig's change of item i than to that of any
-    other item; a change that points nowhere (zero, or no closer than 0) is never recognised.
+    other item; a change that points nowhere (zero, or no closer than :data:`MIN_COSINE`: a G
+    that draws something else there, whatever few pixels of it correlate) is never recognised.
     Returns ``{"recognised": count, "count": N, "cosine": mean matching cosine, "best": per item
     the index of the closest render}``; chance is 1 in N."""
     g = np.asarray(generated, np.float64).reshape(len(generated), -1)
@@ -199,6 +203,6 @@ def change_match(generated, rendered) -> dict:
     r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
     cos = g @ r.T
     best = cos.argmax(1)
-    hit = (best == np.arange(len(g))) & (np.diag(cos) > 0)
+    hit = (best == np.arange(len(g))) & (np.diag(cos) >= MIN_COSINE)
     return {"recognised": int(hit.sum()), "count": len(g),
             "cosine": float(np.diag(cos).mean()), "best": best.tolist(), "hit": hit.tolist()}
