@@ -88,8 +88,8 @@ def _render_pairs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--pose-limits", type=float, nargs=3, default=(45.0, 30.0, 30.0),
                    metavar=("YAW", "PITCH", "ROLL"), help="pose drawn within +-these degrees (default 45 30 30)")
-    p.add_argument("--gaze-limits", type=float, nargs=2, default=(0.0, 0.0), metavar=("YAW", "PITCH"),
-                   help="the eyes' turn in the head drawn within +-these degrees (default 0 0: ahead; e.g. 30 20)")
+    p.add_argument("--gaze-limits", type=float, nargs=2, default=(30.0, 20.0), metavar=("YAW", "PITCH"),
+                   help="the eyes' turn in the head drawn within +-these degrees (default 30 20; 0 0: ahead)")
     p.add_argument("--sparse-k", type=int, default=None,
                    help="only K random AU channels active per pair (default: all AUs uniform)")
     p.add_argument("--masks", action="store_true", help="also write region masks (one label per pixel)")

@@ -52,10 +52,10 @@ class AU2RIG_OT_render_pairs(bpy.types.Operator):
         "yaw": bpy.props.FloatProperty(name="Yaw Limit", default=45.0, min=0.0, max=45.0),
         "pitch": bpy.props.FloatProperty(name="Pitch Limit", default=30.0, min=0.0, max=30.0),
         "roll": bpy.props.FloatProperty(name="Roll Limit", default=30.0, min=0.0, max=30.0),
-        "gaze_yaw": bpy.props.FloatProperty(name="Gaze Yaw Limit", default=0.0, min=0.0, max=35.0,
+        "gaze_yaw": bpy.props.FloatProperty(name="Gaze Yaw Limit", default=30.0, min=0.0, max=35.0,
                                             description="The eyes' turn in the head, drawn within +- this "
                                                         "(0: the eyes look ahead)"),
-        "gaze_pitch": bpy.props.FloatProperty(name="Gaze Pitch Limit", default=0.0, min=0.0, max=25.0),
+        "gaze_pitch": bpy.props.FloatProperty(name="Gaze Pitch Limit", default=20.0, min=0.0, max=25.0),
         "sparse_k": bpy.props.IntProperty(name="Active AUs", default=-1, min=-1,
                                         description="Only this many random AUs per pair (-1: all AUs uniform)"),
         "masks": bpy.props.BoolProperty(name="Region Masks", default=False),

@@ -49,7 +49,7 @@ class RenderConfig:
     seed: int = 0
     pose_limits: tuple = (45.0, 30.0, 30.0)
     sparse_k: int | None = None
-    gaze_limits: tuple = (0.0, 0.0)  # the eyes' yaw and pitch in the head (degrees); 0: ahead
+    gaze_limits: tuple = (30.0, 20.0)  # the eyes' yaw and pitch in the head (degrees); 0: ahead
     masks: bool = False
     randomization: pairs.Randomization = field(default_factory=pairs.Randomization)
     chunk_size: int = 16

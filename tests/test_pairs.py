@@ -64,23 +64,24 @@ def test_gaze_is_drawn_on_its_own_stream_and_an_old_manifest_means_eyes_ahead(fa
     others[gaze] = False
     assert np.array_equal(ahead[:, others], turned[:, others]) and not ahead[:, gaze].any()
     assert np.abs(turned[:, gaze]).max(0) == pytest.approx([30.0, 20.0], rel=0.03)
-    assert pairs.Sampling().gaze_limits == (0.0, 0.0)  # the eyes look ahead unless asked
+    assert pairs.Sampling().gaze_limits == (30.0, 20.0)  # new datasets turn the eyes
     with pytest.raises(ValueError, match="gaze_yaw"):
         pairs.sample_params(LAYOUT, 1, 0, gaze_limits=(40.0, 10.0))
     folder, m, rig = fake
     d = json.loads((folder / "manifest.json").read_text())
-    assert d["sampling"]["gaze_limits"] == [0.0, 0.0]
+    assert d["sampling"]["gaze_limits"] == [30.0, 20.0]
     del d["sampling"]["gaze_limits"]
     old = pairs.Manifest.from_dict(d)
     assert old.sampling["gaze_limits"] == [0.0, 0.0]
     assert pairs.sampling_of(old.sampling).gaze_limits == (0.0, 0.0)
-    eyes_turned = pairs.Sampling(gaze_limits=(30.0, 20.0))
-    _write_fake(folder.parent / "turned", rig, sampling=eyes_turned)
-    report = pairs.verify(folder.parent / "turned", rig=rig)
+    ahead = pairs.Sampling(gaze_limits=(0.0, 0.0))
+    _write_fake(folder.parent / "ahead", rig, sampling=ahead)
+    report = pairs.verify(folder.parent / "ahead", rig=rig)
     assert report.ok, report.summary()
-    assert np.abs(pairs.PairsDataset(folder.parent / "turned").params[:, gaze]).max() > 5
-    with pytest.raises(pairs.PairsError, match="sampling is"):  # eyes ahead there, turned for this run
-        pairs.prepare_folder(folder, _manifest(rig, sampling=eyes_turned))
+    assert np.abs(pairs.PairsDataset(folder).params[:, gaze]).max() > 5  # the default turns them
+    assert not pairs.PairsDataset(folder.parent / "ahead").params[:, gaze].any()
+    with pytest.raises(pairs.PairsError, match="sampling is"):  # turned there, ahead for this run
+        pairs.prepare_folder(folder, _manifest(rig, sampling=ahead))
 
 
 def test_split_is_deterministic_and_independent_of_count():
@@ -228,7 +229,8 @@ def test_fake_dataset_verifies_and_loads(fake):
     item = ds[3]
     assert item["index"] == 3 and item["image"].shape == (16, 16, 3) and item["image"].dtype == np.float32
     assert item["image"].max() == pytest.approx(3 / 255) and item["mask"].shape == (16, 16)
-    assert np.allclose(item["params"], pairs.sample_params(LAYOUT, 1, 7, start=3)[0].astype(np.float32))
+    want = pairs.sample_params(LAYOUT, 1, 7, start=3, gaze_limits=(30.0, 20.0))[0]  # the manifest's sampling
+    assert np.allclose(item["params"], want.astype(np.float32))
     train, val = pairs.PairsDataset(folder, "train"), pairs.PairsDataset(folder, "val")
     assert len(train) + len(val) == 10 and not set(train.indices) & set(val.indices)
     assert pairs.read_manifest(folder).split_counts == {"train": len(train), "val": len(val)}

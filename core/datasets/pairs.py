@@ -76,14 +76,14 @@ class Sampling:
     are active, uniform in 0..1, the rest 0 (real expressions are sparse); None: all AUs uniform.
     Identity sliders are uniform in 0..1; the brow style is a uniformly chosen one-hot.
     ``gaze_limits``: the eyes' (yaw, pitch) in the head, degrees, uniform in [-limit, limit] from
-    a stream of their own (so the other channels of a pair do not depend on them); (0, 0), the
-    default and what a manifest that predates them means: eyes that look ahead (at 128 px G draws
-    eyes a few pixels wide and did not learn to turn them; see core/training/README.md).
+    a stream of their own (so the other channels of a pair do not depend on them); a manifest
+    that predates them means (0, 0): eyes that look ahead. A G trained on such pairs has never
+    seen its gaze inputs move and draws nonsense when they do (core/training/README.md).
     """
 
     pose_limits: tuple[float, float, float] = (45.0, 30.0, 30.0)
     sparse_k: int | None = None
-    gaze_limits: tuple[float, float] = (0.0, 0.0)
+    gaze_limits: tuple[float, float] = (30.0, 20.0)
 
     def __post_init__(self):
         object.__setattr__(self, "pose_limits", tuple(float(x) for x in self.pose_limits))
