@@ -92,22 +92,23 @@ class Sampling:
     def check(self, layout: ParameterLayout = LAYOUT) -> None:
         if len(self.pose_limits) != 3:
             raise ValueError(f"pose_limits: expected (yaw, pitch, roll), got {self.pose_limits}")
-        pose = layout.group_slice("pose")
-        for name, lim, lo, hi in zip(layout.names[pose], self.pose_limits, layout.lo[pose], layout.hi[pose]):
-            if not np.isfinite(lim) or lim < 0 or -lim < lo - 1e-9 or lim > hi + 1e-9:
-                raise ValueError(f"pose_limits: {name} limit {lim:g} must lie in [0, {min(-lo, hi):g}] degrees")
+        _check_limits("pose_limits", layout, layout.group_slice("pose"), self.pose_limits)
         if len(self.gaze_limits) != 2:
             raise ValueError(f"gaze_limits: expected (yaw, pitch), got {self.gaze_limits}")
         if "gaze" in {c.group for c in layout.channels}:
-            gaze = layout.group_slice("gaze")
-            for name, lim, lo, hi in zip(layout.names[gaze], self.gaze_limits, layout.lo[gaze], layout.hi[gaze]):
-                if not np.isfinite(lim) or lim < 0 or -lim < lo - 1e-9 or lim > hi + 1e-9:
-                    raise ValueError(f"gaze_limits: {name} limit {lim:g} must lie in [0, {min(-lo, hi):g}] degrees")
+            _check_limits("gaze_limits", layout, layout.group_slice("gaze"), self.gaze_limits)
         elif any(self.gaze_limits):
             raise ValueError(f"gaze_limits: layout {layout.version} has no gaze channels; use (0, 0)")
         n_au = layout.group_slice("au").stop - layout.group_slice("au").start
         if self.sparse_k is not None and not 0 <= self.sparse_k <= n_au:
             raise ValueError(f"sparse_k: must lie in 0..{n_au} (AU channels), got {self.sparse_k}")
+
+
+def _check_limits(field_name: str, layout: ParameterLayout, group: slice, limits) -> None:
+    """Each of ``limits`` (degrees, drawn in +-limit) must lie within its channel's range."""
+    for name, lim, lo, hi in zip(layout.names[group], limits, layout.lo[group], layout.hi[group]):
+        if not np.isfinite(lim) or lim < 0 or -lim < lo - 1e-9 or lim > hi + 1e-9:
+            raise ValueError(f"{field_name}: {name} limit {lim:g} must lie in [0, {min(-lo, hi):g}] degrees")
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,9 @@ def sample_params(layout: ParameterLayout, n: int, seed: int, pose_limits=(45.0,
 
 
 def sampling_of(manifest_sampling: dict) -> Sampling:
-    """The :class:`Sampling` a manifest records (one written before gaze was sampled: (0, 0))."""
-    d = dict(manifest_sampling)
-    return Sampling(tuple(d["pose_limits"]), d.get("sparse_k"), tuple(d.get("gaze_limits", (0.0, 0.0))))
+    """The :class:`Sampling` a manifest records (:meth:`Manifest.from_dict` gives one written
+    before gaze was sampled its (0, 0))."""
+    return Sampling(**manifest_sampling)
 
 
 def split_of(seed: int, indices, val_fraction: float) -> np.ndarray:

@@ -65,9 +65,9 @@ def brow_image(image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray | Non
     if not (np.isfinite(right).all() and np.isfinite(left).all()) or np.hypot(*(left - right)) < 4:
         return None
     m = to_canonical(lm)
-    grey = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY) if image_bgr.ndim == 3 else image_bgr
-    return cv2.warpAffine(grey, m, SIZE, flags=cv2.INTER_AREA if m[0, 0] ** 2 + m[0, 1] ** 2 < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    small = cv2.warpAffine(image_bgr, m, SIZE, flags=cv2.INTER_AREA if m[0, 0] ** 2 + m[0, 1] ** 2 < 1
+                           else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small  # grey only what is kept
 
 
 def _canonical_points(landmarks: np.ndarray) -> np.ndarray:

@@ -42,17 +42,22 @@ def eye_offsets(points: np.ndarray) -> np.ndarray:
     subject's left; from the contour's centroid) and across it (+ up; from the corners'
     midpoint), in units of the corner line's length."""
     p = np.asarray(points, float)
-    out = []
-    for iris, left, right, contour in EYES:
-        a, b = p[..., left, :], p[..., right, :]
-        axis = b - a
-        length = np.linalg.norm(axis, axis=-1)
-        unit = axis / length[..., None]
-        up = np.stack([unit[..., 1], -unit[..., 0]], -1)  # the axis turned by -90 degrees: image up
-        along = ((p[..., iris, :] - p[..., list(contour), :].mean(-2)) * unit).sum(-1)
-        across = ((p[..., iris, :] - (a + b) / 2) * up).sum(-1)
-        out.append(np.stack([along, across], -1) / length[..., None])
+    out = [_offset_in_eye(p[..., iris, :], p[..., left, :], p[..., right, :], p[..., list(contour), :].mean(-2))
+           for iris, left, right, contour in EYES]
     return (out[0] + out[1]) / 2
+
+
+def _offset_in_eye(iris, a, b, centroid) -> np.ndarray:
+    """(..., 2): an iris centre's offset in its eye with corners ``a``, ``b`` (image left, right)
+    and contour ``centroid``: along the corner line from the centroid, across it (+ up) from the
+    corners' midpoint, in units of the line's length."""
+    axis = b - a
+    length = np.linalg.norm(axis, axis=-1)
+    unit = axis / length[..., None]
+    up = np.stack([unit[..., 1], -unit[..., 0]], -1)  # the axis turned by -90 degrees: image up
+    along = ((iris - centroid) * unit).sum(-1)
+    across = ((iris - (a + b) / 2) * up).sum(-1)
+    return np.stack([along, across], -1) / length[..., None]
 
 
 def eye_opening(landmarks: np.ndarray, eyes=(RIGHT_EYE, LEFT_EYE)) -> np.ndarray:
@@ -80,15 +85,9 @@ def _rig_offsets(rig, yaw: float, pitch: float) -> np.ndarray:
     points = rig.project(np.concatenate([vertices[iris[~left_side]].mean(0, keepdims=True),
                                          vertices[iris[left_side]].mean(0, keepdims=True),
                                          rig.landmarks_3d(params)[0]]))
-    out = []
-    for centre, eye in ((points[0], RIGHT_EYE), (points[1], LEFT_EYE)):
-        lm = points[2:]
-        a, b = lm[eye[0]], lm[eye[3]]
-        length = np.linalg.norm(b - a)
-        unit = (b - a) / length
-        up = np.array([unit[1], -unit[0]])
-        out.append([(centre - lm[list(eye)].mean(0)) @ unit / length, (centre - (a + b) / 2) @ up / length])
-    return np.mean(out, 0)
+    lm = points[2:]
+    return np.mean([_offset_in_eye(centre, lm[eye[0]], lm[eye[3]], lm[list(eye)].mean(0))
+                    for centre, eye in ((points[0], RIGHT_EYE), (points[1], LEFT_EYE))], 0)
 
 
 def head_parallax(rig) -> np.ndarray:
