@@ -234,6 +234,10 @@ class AU2RIG_OT_animate_from_video(bpy.types.Operator):
         "neutral": bpy.props.StringProperty(name="Neutral", default="auto",
                                             description="The actor's neutral frame: auto (the most relaxed), "
                                                         "none (no calibration) or a video frame number"),
+        "image_brows": bpy.props.BoolProperty(name="Brows From the Image", default=True,
+                                              description="Place the brows by their look in the image (fuller "
+                                                          "raises and frowns); off: where the face mesh puts them, "
+                                                          "for glasses or a fringe over the brows"),
         "scene_fps": bpy.props.BoolProperty(name="Scene FPS From Video", default=True,
                                             description="Set the scene's frame rate to the video's "
                                                         "(divided by the step)"),
@@ -271,7 +275,7 @@ class AU2RIG_OT_animate_from_video(bpy.types.Operator):
                              "its own to save; track a take where the actor rests, with Neutral auto or a frame")
         config = track.TrackConfig(model=bpy.path.abspath(self.model) if self.model else None,
                                    smoothing=self.smoothing, neutral=neutral, gains=gains,
-                                   step=self.frame_step, actor=actor)
+                                   step=self.frame_step, actor=actor, brows=self.image_brows)
         save_to = None
         if self.save_tracking:
             from pathlib import Path

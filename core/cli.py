@@ -82,9 +82,10 @@ def _track_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-adapt", dest="adapt", action="store_false",
                    help="skip fitting the actor's range of motion through the rig (the estimator's strengths as "
                         "they come; see fit_range in core/tracking/clip_fit.py)")
-    p.add_argument("--image-brows", dest="brows", action="store_true",
-                   help="place the brows by their look in the image instead of where the face mesh puts them: "
-                        "fuller brow motion, but glasses and a fringe mislead it (see core/tracking/brows.py)")
+    p.add_argument("--mesh-brows", dest="brows", action="store_false",
+                   help="read the brows where the face mesh puts them, not by their look in the image (the "
+                        "default since it follows raises and frowns further; see core/tracking/brows.py)")
+    p.add_argument("--image-brows", dest="brows", action="store_true", help=argparse.SUPPRESS)  # the default
     p.add_argument("--actor", help="an actor profile (from --save-actor on another take): its neutral face and "
                                    "range of motion instead of finding them in this take alone")
     p.add_argument("--save-actor", help="write this take's neutral face and range of motion as an actor profile "

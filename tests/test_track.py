@@ -8,7 +8,7 @@ import pytest
 from au2rig.core.animation.tracking_io import read_tracking
 from au2rig.core.rig.layout import LAYOUT
 from au2rig.core.tracking.overlay import facs_values
-from au2rig.core.tracking.track import TrackConfig, VideoError, reference_rows, track_video, write_outputs
+from au2rig.core.tracking.track import TrackConfig, VideoError, brows_only, reference_rows, track_video, write_outputs
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -191,19 +191,35 @@ def test_with_two_faces_the_larger_one_is_followed(tmp_path, smile_clip):
 
 
 def test_image_brows_read_a_rendered_brow_raise_fuller_than_the_mesh(tmp_path):
-    """``brows=True`` (``--image-brows``): the rig raising its brows (AU1 0.65, AU2 0.57) reads at
-    twice the face mesh's strength or more (measured: AU1 0.41 against 0.20, AU2 0.48-0.54 against
-    0.13), the resting frames stay low, and the tracking says where its brows came from."""
+    """``brows=True`` (the default; ``--mesh-brows`` turns it off): the rig raising its brows (AU1
+    0.65, AU2 0.57) reads at twice the face mesh's strength or more (measured: AU1 0.41 against 0.20,
+    AU2 0.48-0.54 against 0.13), the resting frames stay low, the tracking says where its brows came
+    from, and the other channels are read with the mesh's brows (:func:`brows_only`): the lids as
+    without."""
     from conftest import render_performance_part
 
     video, part = render_performance_part(slice(37, 64), tmp_path / "brows_up.mp4")
     up = np.array(part.labels) == "brows up"
     channels = [LAYOUT.index[n] for n in ("AU01_L", "AU01_R", "AU02_L", "AU02_R")]
-    read = {}
+    lids = [LAYOUT.index[n] for n in ("AU43_L", "AU43_R", "AU05", "AU07")]
+    read, lid = {}, {}
     for brows in (False, True):
         tracking = track_video(video, TrackConfig(brows=brows), progress=False)
         assert tracking.meta["calibration"]["brows"] == ("image" if brows else "mesh")
-        read[brows] = tracking.params[:, channels]
+        read[brows], lid[brows] = tracking.params[:, channels], tracking.params[:, lids]
+    assert (np.abs(lid[True] - lid[False]).mean(0) < 0.05).all(), np.abs(lid[True] - lid[False]).mean(0)
     assert (read[True][up].mean(0) >= 1.5 * read[False][up].mean(0)).all(), (read[True][up].mean(0),
                                                                              read[False][up].mean(0))
     assert (read[True][up].mean(0) >= 0.3).all() and (read[True][~up].mean(0) < 0.15).all()
+
+
+def test_brows_only_takes_the_brow_channels_from_the_image_reading():
+    """AU1, AU2 and AU4 (every side) from the reading with the brows placed by their look, every
+    other channel from the reading with the mesh's brows."""
+    image, mesh = np.full((3, len(LAYOUT)), 0.7), np.full((3, len(LAYOUT)), 0.2)
+    out = brows_only(image, mesh)
+    brow = [c.name for c in LAYOUT.channels if c.group == "au" and c.facs in (1, 2, 4)]
+    assert set(brow) == {"AU01_L", "AU01_R", "AU02_L", "AU02_R", "AU04"}
+    for c in LAYOUT.channels:
+        assert (out[:, LAYOUT.index[c.name]] == (0.7 if c.name in brow else 0.2)).all(), c.name
+    assert (mesh == 0.2).all()  # the inputs are left as they were

@@ -1,7 +1,7 @@
 """Does a face detector see the rig's expressions? Per AU channel at full intensity, how far the
 detector's landmarks move on Workbench renders, beside how far the rig's exact landmarks move.
 
-    python tests/benchmarks/bench_detector_on_rig.py [--size 256] [--out DIR] [--image-brows]
+    python tests/benchmarks/bench_detector_on_rig.py [--size 256] [--out DIR] [--mesh-brows]
 
 For the neutral face and every AU channel at intensity 1 (identity at the base face, frontal),
 the rig is rendered in Blender (Workbench, ``--size`` px) and the tracker's landmark backend
@@ -17,8 +17,9 @@ rig's exact projection of the same frame:
 
 The ratio is detector / rig (1 = the detector sees the whole motion; the goal is >= 0.5). The
 detector's points of both renders come from one still-image run each (no tracking between).
-``--image-brows`` places the brows as the tracker's option of that name does
-(``core.tracking.brows``), the neutral render's look as the brows' typical one.
+The brows are placed by their look as the tracker does by default (``core.tracking.brows``), the
+neutral render's look as the brows' typical one; ``--mesh-brows`` leaves them where the face mesh
+puts them (the tracker's option of that name).
 Writes ``DIR/detector_on_rig.png`` (each AU's render, the detector's points in green, the rig's in
 red) when ``--out`` is given.
 """
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--out", type=Path, default=None, help="also write the picture here")
-    ap.add_argument("--image-brows", action="store_true", help="the brows placed by their look in the image")
+    ap.add_argument("--mesh-brows", action="store_true", help="the brows where the face mesh puts them")
     args = ap.parse_args(argv)
     import cv2
 
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
             if det is None:
                 rows.append((name, "no face found", np.nan, np.nan, np.nan))
                 continue
-            if args.image_brows:
+            if not args.mesh_brows:
                 pair = np.stack([det0, det])
                 det = refine_brows(pair, [brow_image(img0, det0), brow_image(img, det)], rows=[0])[0][1]
             what, d_det, d_rig = measure(name, det0, det, rig0, rig1)
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
                 tile = contact_sheet.draw_landmarks(contact_sheet.draw_landmarks(img, rig1, (0, 0, 255)), det)
                 tiles.append(contact_sheet.labelled(tile, name, f"{what}: {d_det:+.3g} / {d_rig:+.3g}"))
     backend.close()
-    print(f"detector (MediaPipe face mesh -> 68 points{', brows by their look' if args.image_brows else ''}) on "
+    print(f"detector (MediaPipe face mesh -> 68 points{', brows by their look' if not args.mesh_brows else ''}) on "
           f"Workbench renders at {args.size} px, each AU at "
           f"full intensity; change from neutral (pixels; eye opening: over the eye's width)")
     print(f"{'channel':8s} {'measure':14s} {'detector':>9s} {'rig':>8s} {'ratio':>6s}")

@@ -10,6 +10,7 @@ VIDEO defaults to ../shared/media/single_face.mp4 when present, else the demo cl
 * tracker: ``track_video`` end to end (decoding thread, detection, face following, ONNX
   estimator, calibration, smoothing), without writing files;
 * tracker, plain-mesh eyes: the same without the attention mesh that reads the lids (``lids=False``);
+* tracker, mesh brows: the same without placing the brows by their look (``brows=False``);
 * reference: ``../shared/reference/mediapipe_reference.py`` on the same video, when present (a
   subprocess writing its CSV, start-up included as in the tracker's figure).
 Goals on 2 cores: tracker >= 0.7 of the reference's rate and of the bare backend run over the same
@@ -63,9 +64,10 @@ def measure(video, repeat: int = 3, max_frames: int | None = None) -> dict:
                 b.detect(img)
             return time.perf_counter() - start
 
-    def tracker(lids=True):
+    def tracker(lids=True, brows=True):
         start = time.perf_counter()
-        last["tracking"] = track_video(video, TrackConfig(max_frames=max_frames, lids=lids), progress=False)
+        last["tracking"] = track_video(video, TrackConfig(max_frames=max_frames, lids=lids, brows=brows),
+                                       progress=False)
         return time.perf_counter() - start
 
     def reference():
@@ -76,7 +78,8 @@ def measure(video, repeat: int = 3, max_frames: int | None = None) -> dict:
             return time.perf_counter() - start
 
     runs = [("backend alone", backend_alone), ("decode + backend", decode_and_backend),
-            ("tracker, plain-mesh eyes", lambda: tracker(lids=False)), ("tracker end to end", tracker)]
+            ("tracker, plain-mesh eyes", lambda: tracker(lids=False)),
+            ("tracker, mesh brows", lambda: tracker(brows=False)), ("tracker end to end", tracker)]
     if REFERENCE.is_file() and max_frames is None:
         runs.append(("reference", reference))
     best = {name: min(fn() for _ in range(repeat)) for name, fn in runs}
