@@ -18,7 +18,7 @@ BLENDER_TESTS := tests/test_bake.py tests/test_blender_rig.py tests/test_build_a
 export PYTEST_THEN_EXIT := import os, sys, pytest; code = int(pytest.main(sys.argv[1:])); \
 	sys.stdout.flush(); sys.stderr.flush(); os._exit(code)
 
-.PHONY: demo test contact-sheet pairs bench bench-render bench-tracker bench-bake bench-detector train-landmarks train-generator \
+.PHONY: demo test contact-sheet beside pairs bench bench-render bench-tracker bench-bake bench-detector train-landmarks train-generator \
 	generator-sheet clean
 
 $(STAMP): pyproject.toml
@@ -42,6 +42,13 @@ test: $(STAMP) $(STAMP42)
 
 contact-sheet: $(STAMP)
 	$(BIN)/au2rig contact-sheet -o out/contact_sheet.png
+
+# the rig performing the posed stills' expressions beside them (needs ../shared/media)
+MEDIA := ../shared/media
+beside: $(STAMP)
+	$(BIN)/au2rig contact-sheet -o out/beside.png --size 300 --beside $(MEDIA)/0-f15-hao-ph.jpg=AU6+AU12+AU25 \
+	  --beside $(MEDIA)/15-f13-anc-ph.jpg=AU4+AU23+AU24 --beside $(MEDIA)/0-f1-su-ph.jpg=AU1+AU2+AU5+AU26 \
+	  --beside $(MEDIA)/45-m7-di-ph.jpg=AU9+AU10
 
 pairs: $(STAMP)
 	$(BIN)/au2rig render-pairs out/pairs --count 80000 --size 128 --masks

@@ -8,6 +8,7 @@ from au2rig.core.animation import retarget
 from au2rig.core.animation.filters import combine_gains
 from au2rig.core.animation.keyframes import (
     CHANNEL_SETS,
+    parse_expression,
     parse_gains,
     plan_keys,
     redundant_keys,
@@ -44,5 +45,6 @@ def actor_profiles():
 __all__ = ["actor_profiles", "atomic_path", "quiet_fd", "LAYOUT", "ParameterLayout", "random_performance",
            "scripted_performance",
            "tracker", "Rig", "RigSpecError", "load_rig", "pairs", "VIDEO_SUFFIXES", "Skinning", "LOD_FACTORS",
-           "auto_lod", "lod_of", "CHANNEL_SETS", "combine_gains", "euler_quaternions", "parse_gains", "plan_keys",
-           "redundant_keys", "scene_fps", "select_channels", "retarget", "Tracking", "read_tracking"]
+           "auto_lod", "lod_of", "CHANNEL_SETS", "combine_gains", "euler_quaternions", "parse_expression",
+           "parse_gains", "plan_keys", "redundant_keys", "scene_fps", "select_channels", "retarget", "Tracking",
+           "read_tracking"]

@@ -3,6 +3,7 @@ add-on's, which run Blender (``bpy``) headless. ``python -m au2rig.addon <comman
 
     au2rig demo [-o out] [--size 256] [--fps 30]
     au2rig contact-sheet -o sheet.png [--size 256] [--columns 8] [--seed 0] [--rig spec.toml] [--generator G.pt]
+                         [--beside PHOTO=AU6+AU12+AU25 ...]
     au2rig render-pairs OUT --count N [--size 128] [--engine workbench|cycles] [--seed 0] [--sparse-k K] [--masks]
                         [--gaze-limits YAW PITCH]
                         [--randomize light,background,colors] [--workers W] [--lod auto|full|N]
@@ -51,6 +52,9 @@ def _contact_sheet_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rig", default=None, help="rig spec TOML (default: the built-in rig)")
     p.add_argument("--generator", help="a trained G (train-generator checkpoint or weights): each tile "
                                        "shows the render beside G's image, at G's resolution")
+    p.add_argument("--beside", action="append", default=[], metavar="PHOTO=AUS",
+                   help="a real face beside the rig performing the named AUs, e.g. smile.jpg=AU6+AU12+AU25 "
+                        "(AU12:0.6 for an intensity below full); repeatable; the sheet then holds these pairs")
 
 
 def _contact_sheet(args) -> int:
@@ -59,6 +63,21 @@ def _contact_sheet(args) -> int:
     from .contact_sheet import render_contact_sheet, sheet_entries
 
     rig = load_rig(args.rig)
+    if args.beside:
+        from .contact_sheet import render_beside
+
+        items = []
+        for entry in args.beside:
+            photo, sep, expression = entry.rpartition("=")
+            if not sep or not photo:
+                raise ValueError(f"--beside {entry!r}: expected PHOTO=AUS, e.g. smile.jpg=AU6+AU12+AU25")
+            if not Path(photo).is_file():
+                raise FileNotFoundError(f"--beside {entry!r}: no photo at {photo}")
+            items.append((photo, expression))
+        render_beside(rig, items, args.output, args.size)
+        print(f"wrote {args.output}: {len(items)} photos beside the rig in {time.perf_counter() - start:.1f} s",
+              file=sys.stderr)
+        return 0
     generator = None
     if args.generator:
         from au2rig.core.nets.generator import load_generator  # a dev command: torch is there

@@ -8,6 +8,11 @@ the same parameters, at G's resolution: the picture that says whether G draws ea
 The figure beside it (:func:`recognition`): per group of tiles (AUs, identities, brow styles,
 poses), how many of G's changes from the neutral face point the way of the rig's own change of
 the same tile rather than of another tile of the group (``core.evaluation.metrics.change_match``).
+
+Beside real faces (``--beside PHOTO=AU6+AU12+AU25``, repeatable): each photo's face, cropped by
+the tracker's face mesh, beside the rig performing the named AUs (full intensity unless
+``AU12:0.6``), frontal and otherwise neutral: the picture that says whether the rig's FACS
+deformations look like a real face's.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import rig_builder
-from ._core import quiet_fd
+from ._core import LAYOUT, parse_expression, quiet_fd, tracker
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 N_IDENTITIES = 6
@@ -192,6 +197,53 @@ def render_contact_sheet(rig, output, size: int = 256, columns: int = 8, seed: i
     if generator is not None and report is not None:
         report.update(recognition(entries, renders, fakes))
     sheet = compose(tiles, columns)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(output), sheet):
+        raise OSError(f"could not write {output}")
+    return sheet
+
+
+def face_crop(image: np.ndarray, size: int, source: str = "image") -> np.ndarray:
+    """The face in ``image`` (BGR) as a ``size`` px square framed like the rig's tiles: centred on
+    the face mesh's 68 points, 1.9 times their larger extent (grey past the image's
+    edge grey). A photo without a face raises ``ValueError`` naming ``source``."""
+    track, _, _ = tracker()
+    with track.open_backend("mediapipe", video=False, max_faces=1, lids=False) as backend:
+        faces = backend.detect(image)
+    if not faces:
+        raise ValueError(f"{source}: no face found")
+    points = np.asarray(faces[0].landmarks, float)
+    lo, hi = points.min(0), points.max(0)
+    centre, half = (lo + hi) / 2, 0.95 * float((hi - lo).max())
+    x0, y0 = np.round(centre - half).astype(int)
+    side = max(2, int(round(2 * half)))
+    pad = side
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+    crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def render_beside(rig, items, output, size: int = 256, columns: int = 2, progress: bool = True) -> np.ndarray:
+    """For each ``(photo path, expression)`` of ``items`` (expression as :func:`parse_expression`
+    reads it), a tile of the photo's face | the rig performing it; written to ``output`` (PNG)
+    and returned. Every photo and expression is checked before anything renders."""
+    prepared = []
+    for path, expression in items:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise ValueError(f"{path}: not an image OpenCV can read")
+        prepared.append((Path(path), expression, face_crop(image, size, str(path)), parse_expression(expression)))
+    scene, arm_obj = setup_scene(rig, size)
+    tiles = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (path, expression, face, params) in enumerate(
+                tqdm(prepared, desc="rendering", unit="tile", file=sys.stderr, disable=not progress)):
+            img = render_tile(scene, arm_obj, params, Path(tmp) / f"tile{i:03d}.png")
+            set_aus = "+".join(dict.fromkeys(f"AU{LAYOUT.channels[k].facs}" + (f":{params[k]:g}" if params[k] < 1 else "")
+                                             for k in np.flatnonzero(params != LAYOUT.neutral())))
+            tiles.append(labelled(np.hstack([face, img]), f"{path.name} | rig", set_aus))
+    sheet = compose(tiles, min(columns, len(tiles)))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(output), sheet):

@@ -140,6 +140,35 @@ def parse_gains(text: str, layout: ParameterLayout = LAYOUT) -> dict[str, float]
     return gains
 
 
+
+def parse_expression(text: str, layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """``"AU6+AU12+AU25"`` or ``"AU12:0.6 + AU4_L"`` -> the neutral parameter vector with those AU
+    channels set (``:value`` an intensity 0..1, default 1; a FACS code sets both sides). Parts are
+    joined by ``+``, commas or spaces; an unknown name, a channel that is not an AU, or an
+    intensity outside 0..1 raises ``ValueError`` naming the part."""
+    params = layout.neutral()
+    parts = [part for part in re.split(r"[+,\s]+", text or "") if part]
+    if not parts:
+        raise ValueError(f"expression {text!r}: name at least one AU, e.g. AU6+AU12+AU25")
+    for part in parts:
+        name, _, value = part.partition(":")
+        try:
+            idx = gain_channels(name, layout)
+        except ValueError:
+            raise ValueError(f"expression {text!r}: unknown AU {name!r} (a FACS code such as AU12, or a "
+                             f"channel such as AU12_L)") from None
+        if any(layout.channels[i].group != "au" for i in idx):
+            raise ValueError(f"expression {text!r}: {name!r} is not an AU channel")
+        try:
+            v = float(value) if value else 1.0
+        except ValueError:
+            raise ValueError(f"expression {text!r}: intensity {value!r} of {name!r} is not a number") from None
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"expression {text!r}: intensity of {name!r} must be within 0..1, got {v}")
+        params[idx] = v
+    return params
+
+
 @dataclass
 class KeyPlan:
     """What to key: ``frames`` (M,) scene frames, ``values`` (M, C) with NaN = no key,
