@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -107,6 +107,9 @@ def _train_landmarks_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", nargs="*", default=[], help="unlabeled videos / images / folders for the "
                                                            "self-supervised stage")
     p.add_argument("--adapt-steps", type=int, default=2000, help="self-supervised steps (default 2000)")
+    p.add_argument("--no-brow-sideways", dest="brow_sideways", action="store_false",
+                   help="the network does not see the brows' sideways motion (brow AUs from their height only; "
+                        "see core/tracking/README.md)")
     p.add_argument("--export", help="write the final model as ONNX here (e.g. core/models/landmarks.onnx)")
     p.add_argument("--save-checkpoint", help="also save the final weights (no optimiser state) here")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -286,7 +289,7 @@ def _train_landmarks(args) -> int:
     torch.set_num_threads(args.threads)
     defaults = TrainConfig()
     cfg = TrainConfig(steps=args.steps or defaults.steps, samples=args.samples or defaults.samples,
-                      seed=args.seed)
+                      seed=args.seed, network=replace(defaults.network, brow_sideways=args.brow_sideways))
     out = Path(args.output)
     net, cfg = train_members(out, cfg, args.members)
     if args.videos:

@@ -149,3 +149,36 @@ def test_network_shapes():
     net = build_network(NetworkConfig(hidden=16, layers=1))
     out = net(torch.zeros(3, 68, 2) + torch.arange(68.0)[None, :, None])
     assert out.shape == (3, len(LAYOUT))
+
+
+def test_without_brow_sideways_the_brows_count_by_their_height_alone():
+    """``NetworkConfig(brow_sideways=False)`` (``train-landmarks --no-brow-sideways``): the face mesh
+    reports a tenth of the knit by which the rig's brows frown, so the network does not see the
+    brows' sideways motion (with a reference, their sideways place is the reference's); their
+    height still counts. ``brow_sideways=True`` (the default, as shipped) sees both."""
+    torch.manual_seed(0)
+    rig = load_rig()
+    neutral = torch.tensor(rig.landmarks_2d(LAYOUT.neutral(1), 256), dtype=torch.float32)
+    sideways, down = neutral.clone(), neutral.clone()
+    sideways[:, 17:27, 0] += torch.linspace(4.0, -4.0, 10)  # brows pulled toward each other
+    down[:, 17:27, 1] += 3.0
+    for seen in (False, True):
+        net = build_network(NetworkConfig(hidden=16, layers=1, brow_sideways=seen)).eval()
+        with torch.no_grad():
+            base, side, low = (net(x, neutral) for x in (neutral, sideways, down))
+        assert torch.equal(base, side) != seen
+        assert not torch.equal(base, low)
+    assert NetworkConfig().brow_sideways is True
+
+
+def test_brow_sideways_is_kept_by_checkpoints_and_defaults_for_older_ones(tmp_path):
+    """A network trained without the brows' sideways motion reloads that way; a checkpoint whose
+    configuration does not name the option (trained before it) loads seeing it, as trained."""
+    cfg = dataclasses.replace(TINY, steps=2, network=NetworkConfig(hidden=32, layers=2, brow_sideways=False))
+    path = train(tmp_path / "blind", cfg, progress=False, log=lambda *_: None)
+    assert load_checkpoint(path)[0].fixed.sum() == 10
+    ckpt = _state(path)
+    del ckpt["config"]["network"]["brow_sideways"]
+    old = tmp_path / "old.pt"
+    torch.save(ckpt, old)
+    assert not load_checkpoint(old)[0].fixed.any()

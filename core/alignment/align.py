@@ -22,6 +22,7 @@ import numpy as np
 
 from ..util.tensors import loaded_torch
 
+BROW_POINTS = tuple(range(17, 27))  # iBUG: over the subject's right eye (17-21), then the left
 RIGHT_EYE = tuple(range(36, 42))  # the subject's right eye: image left in a frontal view
 LEFT_EYE = tuple(range(42, 48))
 NOSE_TIP = 30

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..alignment.align import apply_similarity, five_points, roll_degrees, similarity, template
+from ..alignment.align import BROW_POINTS, apply_similarity, five_points, roll_degrees, similarity, template
 from ..rig.evaluate import Rig
 from ..rig.layout import GROUPS, LAYOUT, ParameterLayout
 from ..rig.load import load_rig
@@ -20,6 +20,11 @@ class NetworkConfig:
     layers: int = 4
     pose_scale: float = 30.0   # degrees per unit of the pose head
     members: int = 1           # networks averaged (trained one by one, each from its own seed)
+    # the brows' sideways motion as input: a frown pulls the rig's brows together, but the face
+    # mesh reports a tenth of that, so a model that reads frowns by the knit misses detected ones;
+    # False: the brows' sideways place is the reference's, their drop and rise carry the brow AUs
+    # (tried, not shipped: figures in core/tracking/README.md)
+    brow_sideways: bool = True
 
 
 def _torch():
@@ -45,6 +50,10 @@ def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout 
             mean = apply_similarity(similarity(five_points(rig.landmarks_2d(layout.neutral(1))),
                                                np.asarray(template())), rig.landmarks_2d(layout.neutral(1)))[0]
             self.register_buffer("mean_shape", torch.tensor(mean, dtype=torch.float32))
+            fixed = np.zeros((68, 2), np.float32)  # inputs taken from the reference, not the frame
+            if not cfg.brow_sideways:
+                fixed[list(BROW_POINTS), 0] = 1.0
+            self.register_buffer("fixed", torch.tensor(fixed.reshape(1, -1)), persistent=False)
             width, layers = cfg.hidden, []
             size_in = 68 * 2 * 2 + 1
             for i in range(cfg.layers):
@@ -73,6 +82,7 @@ def build_network(cfg: NetworkConfig = NetworkConfig(), layout: ParameterLayout 
                 if has_reference is None:
                     has_reference = torch.ones_like(x[:, :1])
                 ref = torch.where(has_reference > 0, self.normalise(reference)[0], torch.zeros_like(x))
+            x = x * (1.0 - self.fixed) + ref * self.fixed  # without a reference: the mean face's
             raw = self.head(self.body(torch.cat([x, ref, has_reference], 1)))
             g = self.groups
             pose = raw[:, g["pose"]] * self.pose_scale

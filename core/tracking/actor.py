@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..alignment.align import BROW_POINTS
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..util.atomic import atomic_path
 
@@ -46,7 +47,6 @@ class ActorProfile:
 
 
 # the brows: their iBUG points, the eye corners they are measured from, and their AUs (FACS codes)
-BROW_POINTS = tuple(range(17, 27))
 EYE_CORNERS = (36, 39, 42, 45)
 BROW_AUS = (1, 2, 4)
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..alignment.align import LEFT_EYE, RIGHT_EYE
+from ..alignment.align import BROW_POINTS, LEFT_EYE, RIGHT_EYE
 
-BROWS = (tuple(range(17, 22)), tuple(range(22, 27)))  # iBUG: over the subject's right eye (image left), left eye
+BROWS = (BROW_POINTS[:5], BROW_POINTS[5:])  # iBUG: over the subject's right eye (image left), left eye
 # half brows: (brow points, weight of the inner patch for each); the inner end is 21 and 22
 HALVES = {17: 0.0, 18: 0.0, 19: 0.5, 20: 1.0, 21: 1.0, 22: 1.0, 23: 1.0, 24: 0.5, 25: 0.0, 26: 0.0}
 SCALE = 40.0  # canonical pixels per inter-ocular distance
