@@ -240,8 +240,9 @@ def render_beside(rig, items, output, size: int = 256, columns: int = 2, progres
         for i, (path, expression, face, params) in enumerate(
                 tqdm(prepared, desc="rendering", unit="tile", file=sys.stderr, disable=not progress)):
             img = render_tile(scene, arm_obj, params, Path(tmp) / f"tile{i:03d}.png")
-            set_aus = "+".join(dict.fromkeys(f"AU{LAYOUT.channels[k].facs}" + (f":{params[k]:g}" if params[k] < 1 else "")
-                                             for k in np.flatnonzero(params != LAYOUT.neutral())))
+            named = (f"AU{LAYOUT.channels[k].facs}" + (f":{params[k]:g}" if params[k] < 1 else "")
+                     for k in np.flatnonzero(params != LAYOUT.neutral()))
+            set_aus = "+".join(dict.fromkeys(named))
             tiles.append(labelled(np.hstack([face, img]), f"{path.name} | rig", set_aus))
     sheet = compose(tiles, min(columns, len(tiles)))
     output = Path(output)
