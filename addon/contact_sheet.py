@@ -204,13 +204,11 @@ def render_contact_sheet(rig, output, size: int = 256, columns: int = 8, seed: i
     return sheet
 
 
-def face_crop(image: np.ndarray, size: int, source: str = "image") -> np.ndarray:
-    """The face in ``image`` (BGR) as a ``size`` px square framed like the rig's tiles: centred on
-    the face mesh's 68 points, 1.9 times their larger extent (grey past the image's
-    edge grey). A photo without a face raises ``ValueError`` naming ``source``."""
-    track, _, _ = tracker()
-    with track.open_backend("mediapipe", video=False, max_faces=1, lids=False) as backend:
-        faces = backend.detect(image)
+def face_crop(image: np.ndarray, size: int, backend, source: str = "image") -> np.ndarray:
+    """The face in ``image`` (BGR), found by the landmark ``backend``, as a ``size`` px square
+    framed like the rig's tiles: centred on its 68 points, 1.9 times their larger extent (grey past
+    the image's edge). A photo without a face raises ``ValueError`` naming ``source``."""
+    faces = backend.detect(image)
     if not faces:
         raise ValueError(f"{source}: no face found")
     points = np.asarray(faces[0].landmarks, float)
@@ -228,12 +226,15 @@ def render_beside(rig, items, output, size: int = 256, columns: int = 2, progres
     """For each ``(photo path, expression)`` of ``items`` (expression as :func:`parse_expression`
     reads it), a tile of the photo's face | the rig performing it; written to ``output`` (PNG)
     and returned. Every photo and expression is checked before anything renders."""
+    track, _, _ = tracker()
     prepared = []
-    for path, expression in items:
-        image = cv2.imread(str(path))
-        if image is None:
-            raise ValueError(f"{path}: not an image OpenCV can read")
-        prepared.append((Path(path), expression, face_crop(image, size, str(path)), parse_expression(expression)))
+    with track.open_backend("mediapipe", video=False, max_faces=1, lids=False) as backend:
+        for path, expression in items:
+            image = cv2.imread(str(path))
+            if image is None:
+                raise ValueError(f"{path}: not an image OpenCV can read")
+            prepared.append((Path(path), expression, face_crop(image, size, backend, str(path)),
+                             parse_expression(expression)))
     scene, arm_obj = setup_scene(rig, size)
     tiles = []
     with tempfile.TemporaryDirectory() as tmp:

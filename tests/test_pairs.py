@@ -73,7 +73,7 @@ def test_gaze_is_drawn_on_its_own_stream_and_an_old_manifest_means_eyes_ahead(fa
     del d["sampling"]["gaze_limits"]
     old = pairs.Manifest.from_dict(d)
     assert old.sampling["gaze_limits"] == [0.0, 0.0]
-    assert pairs.sampling_of(old.sampling).gaze_limits == (0.0, 0.0)
+    assert pairs.Sampling(**old.sampling).gaze_limits == (0.0, 0.0)
     ahead = pairs.Sampling(gaze_limits=(0.0, 0.0))
     _write_fake(folder.parent / "ahead", rig, sampling=ahead)
     report = pairs.verify(folder.parent / "ahead", rig=rig)
@@ -198,7 +198,7 @@ def _write_fake(folder, rig, count=10, chunk=4, masks=True, render_rig=None, sam
     for c in todo:
         idx = m.chunk_indices(c)
         params = pairs.sample_params(rig.layout, len(idx), m.seed, start=int(idx[0]),
-                                     gaze_limits=pairs.sampling_of(m.sampling).gaze_limits)
+                                     gaze_limits=pairs.Sampling(**m.sampling).gaze_limits)
         images = [_png(np.full((16, 16, 3), int(i), np.uint8)) for i in idx]
         files = {"image": images}
         for i, data in zip(idx, images):

@@ -140,7 +140,6 @@ def parse_gains(text: str, layout: ParameterLayout = LAYOUT) -> dict[str, float]
     return gains
 
 
-
 def parse_expression(text: str, layout: ParameterLayout = LAYOUT) -> np.ndarray:
     """``"AU6+AU12+AU25"`` or ``"AU12:0.6 + AU4_L"`` -> the neutral parameter vector with those AU
     channels set (``:value`` an intensity 0..1, default 1; a FACS code sets both sides). Parts are

@@ -203,12 +203,6 @@ def sample_params(layout: ParameterLayout, n: int, seed: int, pose_limits=(45.0,
     return out
 
 
-def sampling_of(manifest_sampling: dict) -> Sampling:
-    """The :class:`Sampling` a manifest records (:meth:`Manifest.from_dict` gives one written
-    before gaze was sampled its (0, 0))."""
-    return Sampling(**manifest_sampling)
-
-
 def split_of(seed: int, indices, val_fraction: float) -> np.ndarray:
     """(n,) uint8, 1 for validation pairs: a hash of (seed, index) below ``val_fraction``."""
     with np.errstate(over="ignore"):  # splitmix64 finaliser, wrapping arithmetic
@@ -665,7 +659,7 @@ def verify(folder, rig=None, layout: ParameterLayout = LAYOUT, images: bool = Tr
             for i in want:
                 report.add(i, "bad record", f"{path}: params {params.shape} / landmarks {lms.shape}")
             continue
-        drawn = sampling_of(sampling)
+        drawn = Sampling(**sampling)  # a manifest from before gaze was drawn reads (0, 0)
         expected = sample_params(layout, len(want), m.seed, drawn.pose_limits, drawn.sparse_k, start=int(want[0]),
                                  gaze_limits=drawn.gaze_limits)
         finite = np.isfinite(params).all(1)

@@ -51,6 +51,11 @@ EYE_CORNERS = (36, 39, 42, 45)
 BROW_AUS = (1, 2, 4)
 
 
+def brow_channels(layout: ParameterLayout = LAYOUT) -> np.ndarray:
+    """(A,) bool over the layout's AU channels: those of the brows (:data:`BROW_AUS`, every side)."""
+    return np.array([c.facs in BROW_AUS for c in layout.channels if c.group == "au"])
+
+
 def neutral_shape(landmarks: np.ndarray, brows: np.ndarray | None = None) -> np.ndarray:
     """The actor's neutral face from resting frames' landmarks ((68, 2) or (K, 68, 2), pixels):
     the per-point median of the five-point aligned frames (template units, as the estimator and

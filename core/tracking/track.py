@@ -35,7 +35,7 @@ from ..animation.filters import apply_gain, calibrate, neutral_baseline, smooth
 from ..animation.tracking_io import Tracking
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..rig.load import load_rig
-from .actor import BROW_AUS, neutral_shape, on_rig_face, read_profile, with_brows
+from .actor import brow_channels, neutral_shape, on_rig_face, read_profile, with_brows
 from .brows import brow_image, refine_brows
 from .estimator import DEFAULT_ONNX, OnnxEstimator, OnnxImageEstimator, onnx_metadata, open_session
 from .gaze import gaze_angles, head_parallax
@@ -208,7 +208,7 @@ def brow_rows(estimator: OnnxEstimator, landmarks: np.ndarray, valid: np.ndarray
     reading = np.full_like(raw, np.nan)
     reading[rows] = estimator(with_brows(shape, align(landmarks[rows])[0]))
     reading[:, layout.group_slice("pose")] = raw[:, layout.group_slice("pose")]
-    weights = [1.0 if c.facs in BROW_AUS else 0.0 for c in layout.channels if c.group == "au"]
+    weights = brow_channels(layout).astype(float)
     return neutral_rows(reading, valid, layout, weights)
 
 
@@ -218,7 +218,7 @@ def brows_only(image_brows: np.ndarray, mesh_brows: np.ndarray, layout: Paramete
     lids and brows move apart; a real face squeezing its eyes shut pulls the brows down too, and
     read with those brows the closure came out weaker (``liveportrait_d3``: blink 3.3 -> 2.7)."""
     out = np.array(mesh_brows, float, copy=True)
-    cols = [layout.index[c.name] for c in layout.channels if c.group == "au" and c.facs in BROW_AUS]
+    cols = layout.group_slice("au").start + np.flatnonzero(brow_channels(layout))
     out[:, cols] = image_brows[:, cols]
     return out
 
@@ -443,7 +443,8 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     landmarks = np.asarray(lms, float).reshape(-1, 68, 2)
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     mesh = landmarks  # the face mesh's own brows: every channel but the brows' is read with them
-    if any(im is not None for im in brow_images):
+    image_brows = any(im is not None for im in brow_images)
+    if image_brows:
         landmarks = refine_brows(landmarks, brow_images)[0]
     del brow_images
     timestamps = frames_a / fps
@@ -453,7 +454,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
         raw, ref = stream.result(len(frames_a), layout), None
     elif profile is not None:  # the actor's neutral from another take
         raw, ref = estimate(estimator, landmarks, valid, profile.reference, layout=layout), None
-        if mesh is not landmarks:
+        if image_brows:
             raw = brows_only(raw, estimate(estimator, mesh, valid, profile.reference, layout=layout), layout)
     else:
         raw = estimate(estimator, landmarks, valid, layout=layout)
@@ -461,7 +462,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
         ref = None if rest is None else int(rest[0])
         if rest is not None:
             raw = estimate(estimator, landmarks, valid, neutral, layout=layout)
-        if mesh is not landmarks:
+        if image_brows:
             mesh_neutral = None if rest is None else \
                 neutral_shape(mesh[rest], None if brows is None else mesh[brows])
             raw = brows_only(raw, estimate(estimator, mesh, valid, mesh_neutral, layout=layout), layout)
@@ -482,9 +483,8 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
 
         prior = None if profile is None else profile.motion_range
         response = detector_response(config.backend, layout)
-        if response is not None and config.brows:  # brows found by their look follow their motion
-            response[[k for k, name in enumerate(layout.group_names("au"))
-                      if name.startswith(("AU01", "AU02", "AU04"))]] = 1.0
+        if response is not None and image_brows:  # brows found by their look follow their motion
+            response[brow_channels(layout)] = 1.0
         resting, resting_pose = (profile.reference[None], None) if profile is not None else \
             (None, None) if rest is None else \
             (neutral[None], np.median(raw[rest][:, layout.group_slice("pose")], 0)[None])
@@ -502,7 +502,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     notes["fit"] = fit_report
     notes["motion_range"] = range_report
     notes["gaze"] = gaze_note
-    notes["brows"] = "image" if config.brows and stream is None else "mesh"
+    notes["brows"] = "image" if image_brows else "mesh"
     meta = {"video": info, "config": {**asdict(config), "model": str(model)}, "backend": config.backend,
             "model": {"path": str(model), **{k: v for k, v in estimator.meta.items() if k != "channels"}},
             "calibration": notes, "stopped_early": stopped, "seconds": round(seconds, 3),
