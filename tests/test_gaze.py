@@ -32,12 +32,16 @@ def test_the_iris_offset_is_measured_in_the_eye_and_ignores_head_roll():
     np.testing.assert_allclose(eye_offsets(mesh((-0.2, 0.0), roll_deg=-40)), [-0.2, 0.0], atol=1e-12)
 
 
-def _landmarks(n, closed=()):
+def _landmarks(n, closed=(), lowered=()):
+    """The rig's neutral 68 points; ``closed`` frames with the upper lids down on the lower ones,
+    ``lowered`` frames with them two thirds of the way there (a third of the opening left)."""
     from au2rig.core.rig import load_rig
 
     lm = np.repeat(load_rig().landmarks_2d(LAYOUT.neutral(1)), n, 0)
     for i in closed:
         lm[i, [37, 38, 43, 44]] = lm[i, [41, 40, 47, 46]]  # upper lids down onto the lower ones
+    for i in lowered:
+        lm[i, [37, 38, 43, 44]] += 2 / 3 * (lm[i, [41, 40, 47, 46]] - lm[i, [37, 38, 43, 44]])
     return lm
 
 
@@ -55,6 +59,25 @@ def test_angles_are_relative_to_the_resting_frames_and_closed_eyes_hold_the_gaze
     np.testing.assert_allclose(angles[6], want, atol=1e-9)  # held through the blink
     np.testing.assert_allclose(angles[9], [0, 0], atol=1e-9)  # between open frames
     assert np.isnan(gaze_angles(np.full((3, 2), np.nan), _landmarks(3), [0, 1])).all()
+
+
+def test_a_blink_holds_the_gaze_and_a_lid_lowered_for_longer_is_read():
+    """A lid lowered to a third of its opening for 0.2 s is a blink: the iris reading under it is not
+    used. Lowered for a second, it is the lid following a look down: read. Closed, never read."""
+    fps, n = 30.0, 90
+    offsets = np.zeros((n, 2))
+    offsets[10:16] = [0.0, -0.3]  # a blink (6 frames): the iris under the lid reads down
+    offsets[30:60] = [0.0, -0.1]  # a look down held for a second, the lids following it
+    offsets[70:85] = [0.0, -0.3]  # eyes shut for half a second: the iris a guess
+    lm = _landmarks(n, closed=range(70, 85), lowered=[*range(10, 16), *range(30, 60)])
+    angles = gaze_angles(offsets, lm, neutral_rows=[0, 1, 2], times=np.arange(n) / fps)
+    down = np.degrees(np.arcsin(WIDTH_IN_RADII * -0.1))
+    np.testing.assert_allclose(angles[10:16], 0, atol=1e-9)
+    np.testing.assert_allclose(angles[30:60, 1], down, atol=1e-9)
+    np.testing.assert_allclose(angles[70:85], 0, atol=1e-9)
+    # the same lowered frames at 10 fps last 0.6 s: no longer a blink
+    slow = gaze_angles(offsets, lm, neutral_rows=[0, 1, 2], times=np.arange(n) / 10.0)
+    np.testing.assert_allclose(slow[10:16, 1], np.degrees(np.arcsin(WIDTH_IN_RADII * -0.3)), atol=1e-9)
 
 
 def test_the_heads_turn_is_taken_off_the_irises_reading():

@@ -33,7 +33,9 @@ from ..alignment.align import LEFT_EYE, RIGHT_EYE
 EYES = ((468, 33, 133, (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)),
         (473, 362, 263, (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)))
 WIDTH_IN_RADII = 2.5
-CLOSED_BELOW = 0.5  # an eye opening under half of the neutral's counts as closed
+CLOSED_BELOW = 0.5  # an eye opening under half of the neutral's counts as lowered
+HIDDEN_BELOW = 0.25  # and under a quarter as closed: the iris hidden
+BLINK_SECONDS = 0.5  # a blink lasts 0.1-0.4 s: a lid lowered for longer is a look down (or a squint)
 
 
 def eye_offsets(points: np.ndarray) -> np.ndarray:
@@ -58,6 +60,18 @@ def _offset_in_eye(iris, a, b, centroid) -> np.ndarray:
     along = ((iris - centroid) * unit).sum(-1)
     across = ((iris - (a + b) / 2) * up).sum(-1)
     return np.stack([along, across], -1) / length[..., None]
+
+
+def _brief(mask: np.ndarray, times: np.ndarray, seconds: float) -> np.ndarray:
+    """(N,) bool: the frames of ``mask``'s runs (consecutive True) that last under ``seconds``,
+    from the run's first frame to the frame after its last (``times`` in seconds)."""
+    out = np.zeros(len(mask), bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    for start, stop in zip(edges[::2], edges[1::2]):
+        end = times[stop] if stop < len(times) else times[stop - 1] + step
+        out[start:stop] = end - times[start] < seconds
+    return out
 
 
 def eye_opening(landmarks: np.ndarray, eyes=(RIGHT_EYE, LEFT_EYE)) -> np.ndarray:
@@ -100,14 +114,19 @@ def head_parallax(rig) -> np.ndarray:
 
 
 def gaze_angles(offsets: np.ndarray, landmarks: np.ndarray, neutral_rows, pose: np.ndarray | None = None,
-                parallax=(0.0, 0.0)) -> np.ndarray:
+                parallax=(0.0, 0.0), times: np.ndarray | None = None) -> np.ndarray:
     """(N, 2) gaze yaw (+ toward the subject's left) and pitch (+ up), degrees, from per-frame
     iris ``offsets`` (N, 2; NaN where unknown) and the frames' 68 ``landmarks`` (N, 68, 2),
     relative to the median offset of ``neutral_rows``. With the frames' head ``pose`` (N, 2: yaw,
     pitch in degrees), ``parallax`` (:func:`head_parallax`) times its change from the neutral rows'
-    median is taken off: the eyes' turn in the head. Frames with closed eyes, or without irises,
-    take the values of the nearest open frames (linear in between); NaN when no frame has open
-    eyes and irises."""
+    median is taken off: the eyes' turn in the head. Frames whose eyes are closed (opening under
+    :data:`HIDDEN_BELOW` of the neutral's) or in a blink (under :data:`CLOSED_BELOW` for less than
+    :data:`BLINK_SECONDS`, ``times`` in seconds, frame numbers at 30 fps by default), or without
+    irises, take the values of the nearest seen frames (linear in between); NaN when no frame is
+    seen. A lid lowered for longer than a blink is read: the upper lid follows the eye down, so a
+    look down lowers it (``liveportrait_d3``, frames 106-135, 141-160, 217-255: she looks down
+    at her lap, her eyes at a third of their opening, for one to one and a half seconds at a time),
+    and the iris still shows under it."""
     offsets = np.asarray(offsets, float)
     opening = eye_opening(landmarks)
     rows = np.asarray(neutral_rows, int)
@@ -119,7 +138,10 @@ def gaze_angles(offsets: np.ndarray, landmarks: np.ndarray, neutral_rows, pose: 
     out = np.full((len(offsets), 2), np.nan)
     if not len(rest):
         return out
-    seen = known & (opening >= CLOSED_BELOW * np.median(opening[rest]))
+    neutral = np.median(opening[rest])
+    times = np.arange(len(offsets)) / 30.0 if times is None else np.asarray(times, float)
+    lowered = known & (opening < CLOSED_BELOW * neutral)
+    seen = known & (opening >= HIDDEN_BELOW * neutral) & ~(lowered & _brief(lowered, times, BLINK_SECONDS))
     if not seen.any():
         return out
     delta = offsets - np.median(offsets[rest], axis=0)

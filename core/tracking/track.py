@@ -257,7 +257,7 @@ def take_neutral(estimator: OnnxEstimator, raw: np.ndarray, valid: np.ndarray, l
 
 
 def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, rest,
-              layout: ParameterLayout = LAYOUT, weights=None) -> tuple[np.ndarray, str | None]:
+              layout: ParameterLayout = LAYOUT, weights=None, times=None) -> tuple[np.ndarray, str | None]:
     """``raw`` with its gaze channels read from the irises (:mod:`core.tracking.gaze`), relative to
     the resting frames ``rest`` (the take's own when None: an actor profile, or no calibration),
     the head's turn from them (``raw``'s pose) taken off.
@@ -270,7 +270,7 @@ def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid:
     if np.isfinite(irises[valid]).all(1).any():
         rows = neutral_rows(raw, valid, layout, weights) if rest is None else np.asarray(rest)
         pose = raw[:, [layout.names.index("pose_yaw"), layout.names.index("pose_pitch")]]
-        angles = gaze_angles(irises, landmarks, rows, pose, head_parallax(load_rig(layout=layout)))
+        angles = gaze_angles(irises, landmarks, rows, pose, head_parallax(load_rig(layout=layout)), times)
     if angles is None or not np.isfinite(angles).all():
         out[valid, gaze] = 0.0
         return out, None
@@ -473,7 +473,7 @@ def _track(video, config, progress, on_progress, should_stop, layout, opened, mo
     gaze_note = None
     if stream is None and valid.any() and "gaze" in {c.group for c in layout.channels}:
         raw, gaze_note = read_gaze(raw, np.asarray(irises, float), landmarks, valid, rest, layout,
-                                   estimator.meta.get("relaxed_weights"))
+                                   estimator.meta.get("relaxed_weights"), timestamps)
     named = ref if config.neutral not in ("auto", None) else None
     baseline = None if profile is None else profile.baseline
     calibrated, notes = calibrate_take(raw, valid, config, layout, named, baseline)
