@@ -1,4 +1,4 @@
-"""Gaze: where the irises sit in their eyes, angles against the resting frames, closed eyes held,
+"""Gaze: where the irises sit in their eyes, angles against where the open eyes look most, blinks held,
 and the tracker reading the rig's turned eyes on its own renders (no media needed)."""
 import numpy as np
 import pytest
@@ -83,19 +83,33 @@ def test_a_blink_holds_the_gaze_and_a_lid_lowered_for_longer_is_read():
 def test_the_heads_turn_is_taken_off_the_irises_reading():
     """The irises lie in front of the eye corners: on the rig, a head pitched with the eyes still in
     the head reads about half its pitch as a look, a yaw less (the contour's centroid is deeper).
-    Taken off against the resting frames' pose, such frames read as looking ahead."""
+    Taken off against the pose where the eyes look ahead, such frames read as looking ahead."""
     from au2rig.core.rig import load_rig
 
     parallax = head_parallax(load_rig())
     assert 0.3 < parallax[1] < 0.7 and 0.0 < parallax[0] < parallax[1], parallax
-    pose = np.array([[0, 0], [2, -1], [-2, 1], [20, 0], [0, 15], [-10, -15]], float)
-    rest_pose = np.median(pose[:3], 0)
-    looks = np.array([[0, 0], [0, 0], [0, 0], [0, 0], [10, 0], [0, -12]], float)  # in the head
-    offsets = np.sin(np.radians(looks + parallax * (pose - rest_pose))) / WIDTH_IN_RADII
-    angles = gaze_angles(offsets, _landmarks(6), [0, 1, 2], pose, parallax)
+    pose = np.zeros((12, 2))  # six more frames look ahead with the head straight
+    pose[:6] = [[0, 0], [2, -1], [-2, 1], [20, 0], [0, 15], [-10, -15]]
+    looks = np.zeros((12, 2))  # in the head
+    looks[4:6] = [[10, 0], [0, -12]]
+    offsets = np.sin(np.radians(looks + parallax * pose)) / WIDTH_IN_RADII
+    angles = gaze_angles(offsets, _landmarks(12), [0, 1, 2], pose, parallax)
     np.testing.assert_allclose(angles, looks, atol=1e-9)
-    np.testing.assert_allclose(gaze_angles(offsets, _landmarks(6), [0, 1, 2])[3:],  # without the pose
-                               looks[3:] + parallax * (pose[3:] - rest_pose), atol=1e-9)
+    np.testing.assert_allclose(gaze_angles(offsets, _landmarks(12), [0, 1, 2]),  # without the pose
+                               looks + parallax * pose, atol=1e-9)  # the head's turn read as a look
+
+
+def test_ahead_is_where_the_open_eyes_look_most_not_where_the_resting_frames_look():
+    """Two of three resting frames catch the eyes turned 20 degrees; the take looks ahead otherwise."""
+    n = 20
+    looks = np.zeros((n, 2))
+    looks[[0, 1]] = [20.0, 0.0]  # resting frames 0-2: two with the eyes turned
+    looks[10:14] = [-15.0, 10.0]  # a look aside and up
+    offsets = np.sin(np.radians(looks)) / WIDTH_IN_RADII
+    angles = gaze_angles(offsets, _landmarks(n), [0, 1, 2])
+    np.testing.assert_allclose(angles[2:10], 0, atol=1e-9)
+    np.testing.assert_allclose(angles[10:14], np.tile([-15.0, 10.0], (4, 1)), atol=1e-9)
+    np.testing.assert_allclose(angles[0], [20.0, 0.0], atol=1e-9)
 
 
 @pytest.fixture(scope="module")

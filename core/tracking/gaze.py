@@ -18,9 +18,10 @@ turned: about half a degree of reading per degree of pitch, anatomy's figure too
 takes it off, so the gaze is the eyes' turn in the head, as the rig's eye bones carry it: a head
 turned while the eyes stay on the lens reads as the eyes turned the other way in the head.
 
-Offsets are measured against the actor's neutral (the median over the resting frames: a face at
-rest looks ahead); frames whose eyes are closed keep the gaze of the open frames around them
-(an iris under a closed lid is a guess).
+Ahead is where the take's open eyes look most (the median over those frames: an actor looks
+ahead more than anywhere else; the resting frames alone can catch the eyes turned); frames whose
+eyes are closed or in a blink keep the gaze of the open frames around them (an iris under a
+closed lid is a guess), and a lid lowered for longer than a blink is read (a look down).
 """
 from __future__ import annotations
 
@@ -116,10 +117,13 @@ def head_parallax(rig) -> np.ndarray:
 def gaze_angles(offsets: np.ndarray, landmarks: np.ndarray, neutral_rows, pose: np.ndarray | None = None,
                 parallax=(0.0, 0.0), times: np.ndarray | None = None) -> np.ndarray:
     """(N, 2) gaze yaw (+ toward the subject's left) and pitch (+ up), degrees, from per-frame
-    iris ``offsets`` (N, 2; NaN where unknown) and the frames' 68 ``landmarks`` (N, 68, 2),
-    relative to the median offset of ``neutral_rows``. With the frames' head ``pose`` (N, 2: yaw,
-    pitch in degrees), ``parallax`` (:func:`head_parallax`) times its change from the neutral rows'
-    median is taken off: the eyes' turn in the head. Frames whose eyes are closed (opening under
+    iris ``offsets`` (N, 2; NaN where unknown) and the frames' 68 ``landmarks`` (N, 68, 2). With
+    the frames' head ``pose`` (N, 2: yaw, pitch in degrees), ``parallax`` (:func:`head_parallax`)
+    times its change is taken off: the eyes' turn in the head. Zero is the median iris offset (and
+    head pose) of the frames with open eyes: an actor looks ahead more than anywhere else, while a
+    few resting frames can catch the eyes turned (``liveportrait_d3``: half her resting frames look
+    to her right, and her gaze read 10-30 degrees to her left where she looked ahead). The eye
+    opening is measured against the ``neutral_rows``' (the lids at rest). Frames whose eyes are closed (opening under
     :data:`HIDDEN_BELOW` of the neutral's) or in a blink (under :data:`CLOSED_BELOW` for less than
     :data:`BLINK_SECONDS`, ``times`` in seconds, frame numbers at 30 fps by default), or without
     irises, take the values of the nearest seen frames (linear in between); NaN when no frame is
@@ -144,10 +148,12 @@ def gaze_angles(offsets: np.ndarray, landmarks: np.ndarray, neutral_rows, pose: 
     seen = known & (opening >= HIDDEN_BELOW * neutral) & ~(lowered & _brief(lowered, times, BLINK_SECONDS))
     if not seen.any():
         return out
-    delta = offsets - np.median(offsets[rest], axis=0)
+    ahead = known & ~lowered  # where the open eyes look most, not where the resting frames do
+    ahead = ahead if ahead.any() else seen
+    delta = offsets - np.median(offsets[ahead], axis=0)
     angles = np.degrees(np.arcsin(np.clip(WIDTH_IN_RADII * delta, -1.0, 1.0)))
     if pose is not None:
-        angles = angles - np.asarray(parallax, float) * (pose - np.median(pose[rest], axis=0))
+        angles = angles - np.asarray(parallax, float) * (pose - np.median(pose[ahead], axis=0))
     t = np.arange(len(offsets))
     for k in range(2):
         out[:, k] = np.interp(t, t[seen], angles[seen, k])

@@ -258,9 +258,10 @@ def take_neutral(estimator: OnnxEstimator, raw: np.ndarray, valid: np.ndarray, l
 
 def read_gaze(raw: np.ndarray, irises: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, rest,
               layout: ParameterLayout = LAYOUT, weights=None, times=None) -> tuple[np.ndarray, str | None]:
-    """``raw`` with its gaze channels read from the irises (:mod:`core.tracking.gaze`), relative to
-    the resting frames ``rest`` (the take's own when None: an actor profile, or no calibration),
-    the head's turn from them (``raw``'s pose) taken off.
+    """``raw`` with its gaze channels read from the irises (:mod:`core.tracking.gaze`): zero where
+    the take's open eyes look most, the head's turn (``raw``'s pose) taken off, the eyes' opening
+    judged against the resting frames ``rest`` (the take's own when None: an actor profile, or no
+    calibration).
     Without irises (FAN, or ``lids=False``) the eyes look ahead: the 68 points do not show where the
     eyes turn, and the estimator, trained on faces that look ahead, gives only its noise there (up
     to 1 degree). Returns ``(raw, note)``."""
