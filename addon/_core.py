@@ -19,7 +19,7 @@ from au2rig.core.animation.performance import random_performance, scripted_perfo
 from au2rig.core.animation.tracking_io import Tracking, read_tracking
 from au2rig.core.datasets import pairs
 from au2rig.core.rig import LOD_FACTORS, Rig, RigSpecError, auto_lod, load_rig, lod_of
-from au2rig.core.rig.evaluate import euler_quaternions
+from au2rig.core.rig.evaluate import ROT_X, euler_quaternions
 from au2rig.core.rig.layout import LAYOUT, ParameterLayout
 from au2rig.core.rig.skinning import Skinning
 from au2rig.core.util.atomic import atomic_path
@@ -45,6 +45,6 @@ def actor_profiles():
 __all__ = ["actor_profiles", "atomic_path", "quiet_fd", "LAYOUT", "ParameterLayout", "random_performance",
            "scripted_performance",
            "tracker", "Rig", "RigSpecError", "load_rig", "pairs", "VIDEO_SUFFIXES", "Skinning", "LOD_FACTORS",
-           "auto_lod", "lod_of", "CHANNEL_SETS", "combine_gains", "euler_quaternions", "parse_expression",
+           "auto_lod", "lod_of", "ROT_X", "CHANNEL_SETS", "combine_gains", "euler_quaternions", "parse_expression",
            "parse_gains", "plan_keys", "redundant_keys", "scene_fps", "select_channels", "retarget", "Tracking",
            "read_tracking"]

@@ -20,7 +20,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from ._core import LAYOUT
+from ._core import LAYOUT, ROT_X
 
 FIELDS = ("location", "rotation_euler", "scale")  # the 9 local values: loc, rot (deg), scale
 MAX_EXPRESSION = 255  # Blender keeps driver expressions in char[256]
@@ -203,6 +203,12 @@ def _add_driver(owner, data_path, index, expression, variables):
 
 
 def _drive_component(arm_obj, pbone, field, axis, constant, terms, sum_name):
+    """Drive ``pbone.field[axis]`` (or, with ``pbone`` None, the armature data's property
+    ``field``) with ``constant + sum(terms)``."""
+    if pbone is None:
+        pbone, axis = arm_obj.data, -1
+        arm_obj.data[field] = 0.0
+        field = f'["{field}"]'
     wrap = (lambda e: f"radians({e})") if field == "rotation_euler" else (lambda e: e)
     expr, names = _sum_expression(constant, terms)
     if len(wrap(expr)) <= MAX_EXPRESSION:
@@ -226,17 +232,36 @@ def _drive_component(arm_obj, pbone, field, axis, constant, terms, sum_name):
     _add_driver(pbone, field, axis, wrap(total), sums)
 
 
+def meet_expressions(closed: float) -> tuple[str, str]:
+    """Simple expressions (degrees) of the upper and the lower lid's turn from their tables' sums
+    ``u`` and ``l``, stopped where they meet, as :class:`core.rig.evaluate.Meet` does."""
+    c = _number(closed)
+    share = f"max(0,u-l-{c})/(max(0,u)+max(0,-l)+1e-12)"
+    return f"u-{share}*max(0,u)", f"l+{share}*max(0,-l)"
+
+
 def _set_constants_and_drivers(arm_obj, rig, drivers: bool):
+    met = {}  # (bone, component) -> (meet, "upper" / "lower")
+    for m in rig.meets:
+        met[(m.upper, ROT_X)], met[(m.lower, ROT_X)] = (m, 0), (m, 1)
     for b, bone_name in enumerate(rig.bone_names):
         pbone = arm_obj.pose.bones[bone_name]
         for k in range(9):
             field, axis = FIELDS[k // 3], k % 3
             constant, terms = component_terms(rig, b, k)
-            if not terms or not drivers:
+            if (not terms and (b, k) not in met) or not drivers:
                 value = float(rig.base_locals[b, k])
                 getattr(pbone, field)[axis] = math.radians(value) if k // 3 == 1 else value
+            elif (b, k) in met:  # the tables' sum on the armature data, then where the lids meet
+                _drive_component(arm_obj, None, f"_lin{b}_{k}", -1, constant, terms, f"_sum{b}_{k}")
             else:
                 _drive_component(arm_obj, pbone, field, axis, constant, terms, f"_sum{b}_{k}")
+    arm = arm_obj.data
+    for (b, k), (m, which) in met.items():
+        if drivers:
+            expression = meet_expressions(m.closed)[which]
+            _add_driver(arm_obj.pose.bones[rig.bone_names[b]], FIELDS[k // 3], k % 3, f"radians({expression})",
+                        [("u", arm, f'["_lin{m.upper}_{k}"]'), ("l", arm, f'["_lin{m.lower}_{k}"]')])
 
 
 def all_drivers(arm_obj):

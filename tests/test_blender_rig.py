@@ -60,6 +60,22 @@ def test_direct_pose_like_core(built):
         rig_builder.set_params(arm_obj, rig.layout.neutral())
 
 
+def test_lids_that_meet_pose_like_core(built):
+    """An eye closed and tightened while looking down: the lids stop where they touch, in
+    Blender's drivers as in core."""
+    rig, arm_obj, mesh_obj = built
+    if not rig.meets:
+        pytest.skip("this rig has no lids that meet")
+    params = rig.layout.neutral()
+    for name, value in dict(AU43_L=1, AU43_R=0.7, AU07=1, AU06=0.8, gaze_pitch=-20).items():
+        params[rig.layout.names.index(name)] = value
+    try:
+        rig_builder.set_params(arm_obj, params)
+        _assert_close(rig_builder.evaluated_vertices(mesh_obj), rig, params, "lids that meet")
+    finally:
+        rig_builder.set_params(arm_obj, rig.layout.neutral())
+
+
 def test_neutral_is_rest_of_core(built):
     rig, arm_obj, mesh_obj = built
     rig_builder.set_params(arm_obj, rig.layout.neutral())

@@ -152,6 +152,40 @@ def test_landmark_gradients_follow_the_rig(rig):
     assert np.abs(fd.transpose(1, 2, 0) - jac.numpy()).max() < 1e-3  # pixels per unit
 
 
+def _lid_turns(rig, params):
+    """(N, 2, 2): the upper and lower lids' turn about x (+ down), left eye then right."""
+    names = [("lid_upper.L", "lid_lower.L"), ("lid_upper.R", "lid_lower.R")]
+    idx = [[rig.bone_names.index(b) for b in pair] for pair in names]
+    return rig.bone_locals(params)[:, idx, 3]
+
+
+def test_lids_meet_and_stop_where_they_touch(rig):
+    """An eye closed (AU43) and tightened (AU7, AU6) while looking down would turn the lids past
+    each other; they stop where they touch, each giving back its share, in numpy and in torch
+    alike, and one AU alone turns them as its table says."""
+    closed = {m.closed for m in rig.meets}
+    assert len(rig.meets) == 2 and closed == {46.0}
+    p = np.repeat(LAYOUT.neutral()[None], 4, 0)
+    names = LAYOUT.names
+    for row, values in enumerate([dict(AU43_L=1, AU43_R=1), dict(AU07=1, AU06=1),
+                                  dict(AU43_L=1, AU43_R=1, AU07=1, AU06=1, gaze_pitch=-20),
+                                  dict(AU43_L=0.6, AU43_R=0.6, AU07=1, AU06=0.4)]):
+        for k, v in values.items():
+            p[row, names.index(k)] = v
+    turns = _lid_turns(rig, p)
+    np.testing.assert_allclose(turns[0], [[46, 0], [46, 0]], atol=1e-9)  # AU43 alone: its table
+    np.testing.assert_allclose(turns[1], [[8, -25], [8, -25]], atol=1e-9)  # AU7 + AU6: theirs
+    gap = turns[2:, :, 0] - turns[2:, :, 1]
+    np.testing.assert_allclose(gap, 46, atol=1e-9)  # the tables would make 54 + 25 and 35.6 + 19
+    up, low = 0.6 * 46 + 8, -(15 + 4)  # the shares: each lid gives back in proportion to its turn
+    e = up - low - 46
+    np.testing.assert_allclose(turns[3, 0], [up - e * up / (up - low), low + e * -low / (up - low)], atol=1e-9)
+    np.testing.assert_allclose(_lid_turns(rig, torch.tensor(p)).numpy(), turns, atol=1e-9)
+    # the landmarks' lids touch instead of crossing: the left eye's opening is the closed eye's
+    opening = lambda q: (rig.landmarks_2d(q)[:, [47, 46], 1] - rig.landmarks_2d(q)[:, [43, 44], 1]).min(1)
+    assert opening(p[2:3])[0] > opening(p[0:1])[0] - 0.5, (opening(p[2:3]), opening(p[0:1]))
+
+
 def test_wrong_parameter_length_is_refused(rig):
     with pytest.raises(ValueError, match=rf"expected length {len(LAYOUT)} \(layout .*\), got length 7"):
         rig.skin(np.zeros(7))

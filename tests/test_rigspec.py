@@ -39,6 +39,10 @@ def build_with(tmp_path, text):
      r"camera: missing field 'lens_mm'"),
     (lambda s: s.replace('[camera]', '[camera\n'),
      r"not valid TOML"),
+    (lambda s: s.replace('upper = "lid_upper.L"', 'upper = "lid_top.L"'),
+     r"meet\[0\]\.upper: unknown bone 'lid_top.L'"),
+    (lambda s: s.replace('closed = 46', 'closed = -46'),
+     r"meet\[0\]\.closed: expected degrees between 0 and 180"),
 ])
 def test_malformed_spec_names_file_and_field(tmp_path, edit, message):
     text = edit(SPEC)

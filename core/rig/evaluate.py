@@ -86,6 +86,8 @@ class Rig:
     lights: tuple[dict, ...] = ()
     extras: dict = field(default_factory=dict)
     lod: int = 0  # render level of detail of the mesh (0: the rig itself; see load_rig)
+    # lids that meet (:class:`Meet`): applied after the tables' linear sum
+    meets: tuple = ()
     # what makes it "the same rig" on every machine: a hash of its inputs (core.rig.identity)
     identity: str = ""
 
@@ -158,13 +160,20 @@ class Rig:
 
     # --- evaluation (numpy or torch, chosen by the type of ``params``) ------------
     def bone_locals(self, params, bones=None):
-        """(N, B, 9) bone local loc / rot (deg) / scale for parameters (N, P) (all bones, or ``bones``)."""
+        """(N, B, 9) bone local loc / rot (deg) / scale for parameters (N, P) (all bones, or
+        ``bones``): the tables' linear sum, then the lids that meet stopped where they meet."""
         xp = _ns(params)
         coef = self.coefficients(params, xp)
         bones = np.arange(len(self.bone_names)) if bones is None else np.asarray(bones)
-        basis = xp.asarray(self.basis[:, bones].reshape(len(self.coefficient_names), -1), coef)
-        base = xp.asarray(self.base_locals[bones].reshape(-1), coef)
-        return (base + coef @ basis).reshape(coef.shape[0], len(bones), 9)
+        meets = [m for m in self.meets if m.upper in bones or m.lower in bones]
+        partners = [b for m in meets for b in (m.upper, m.lower) if b not in bones]
+        cols = np.concatenate([bones, np.array(partners, int)]).astype(int)
+        basis = xp.asarray(self.basis[:, cols].reshape(len(self.coefficient_names), -1), coef)
+        base = xp.asarray(self.base_locals[cols].reshape(-1), coef)
+        flat = base + coef @ basis
+        if meets:
+            flat = _meet(flat, {int(b): i for i, b in enumerate(cols)}, meets, xp)
+        return flat[:, :9 * len(bones)].reshape(coef.shape[0], len(bones), 9)
 
     def pose_matrices(self, params, bones=None):
         """(N, B, 4, 4) armature-space pose matrices of every bone (or of ``bones``, which must
@@ -294,6 +303,42 @@ class _TorchNS:
 
     def ones_like(self, a):
         return self.t.ones_like(a)
+
+
+@dataclass(frozen=True)
+class Meet:
+    """Two lids that meet: bone indices ``upper`` and ``lower``, turning about their x axes (+
+    down), and the angle ``closed`` (degrees) between the upper lid's turn and the lower lid's at
+    which they touch (the upper lid alone closes the eye at ``closed``). Tables add up linearly,
+    so an eye closed and tightened would turn the lids past each other; where their turns overlap
+    by ``e``, each gives back its share of ``e`` in proportion to its turn toward the other (the
+    upper lid's turn down, the lower lid's up), and they stop touching."""
+
+    upper: int
+    lower: int
+    closed: float
+
+
+ROT_X = 3  # index of the x rotation in a bone's 9 local values
+
+
+def _meet(flat, column, meets, xp):
+    """``flat`` (N, 9 K) bone locals with the lids of ``meets`` stopped where they meet
+    (``column``: bone index -> its place among the K); a sum of one-hot corrections, so torch
+    differentiates it."""
+    k = flat.shape[1]
+    out = flat
+    for m in meets:
+        iu, il = 9 * column[m.upper] + ROT_X, 9 * column[m.lower] + ROT_X
+        up, low = flat[:, iu], flat[:, il]
+        excess = xp.relu(up - low - m.closed)
+        toward_u, toward_l = xp.relu(up), xp.relu(-low)
+        share = excess / (toward_u + toward_l + 1e-12)
+        onehot = np.zeros((2, k))
+        onehot[0, iu], onehot[1, il] = 1.0, 1.0
+        correction = xp.stack([-share * toward_u, share * toward_l], 1)
+        out = out + correction @ xp.asarray(onehot, flat)
+    return out
 
 
 def _ns(a):

@@ -11,6 +11,9 @@ Spec tables (see rigs/bdfm.toml for the built-in face):
   ``mirror_of = "<channel>"`` copies another channel mirrored left/right.
 - ``[identity.<slider>]``: ``at1`` (and optionally ``at0``, default ``-at1``) tables at slider
   values 1 and 0; 0.5 is the base face. ``mirror`` as above.
+- ``[[meet]]``: lids that meet (``upper``, ``lower`` bone names, ``closed`` degrees; ``mirror``
+  as above): where the tables would turn them past each other they stop where they touch
+  (:class:`core.rig.evaluate.Meet`).
 - ``[mesh]``: parameters of the generator. A generator that also defines
   ``coarsen(mesh_table, factor) -> mesh_table`` supports render levels of detail (``lod``).
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import LOCAL_FIELDS, LOD_FACTORS, ROTATION_MODES, Camera, Rig, RigSpecError, coefficient_names
+from .evaluate import LOCAL_FIELDS, LOD_FACTORS, ROTATION_MODES, Camera, Meet, Rig, RigSpecError, coefficient_names
 from .identity import rig_identity, source_text
 from .layout import GROUPS, ParameterLayout
 
@@ -123,6 +126,32 @@ def _mirror_table(rows: dict[int, np.ndarray], bone_names, bone_index) -> dict[i
         m[0], m[4], m[5] = -m[0], -m[4], -m[5]
         out[bone_index[mirror_name(bone_names[b])]] = m
     return out
+
+
+def _meets(chk: _Checker, entries, bone_index) -> tuple[Meet, ...]:
+    """Parse ``[[meet]]`` (upper, lower, closed, mirror) into :class:`Meet` (bone indices)."""
+    if not isinstance(entries, list):
+        chk.fail("meet", "expected [[meet]] tables")
+    out = []
+    for i, entry in enumerate(entries):
+        f = f"meet[{i}]"
+        if not isinstance(entry, dict):
+            chk.fail(f, "expected a table")
+        pair = []
+        for key in ("upper", "lower"):
+            bone = chk.get(entry, key, f, str)
+            if bone not in bone_index:
+                chk.fail(f"{f}.{key}", f"unknown bone '{bone}'")
+            pair.append(bone)
+        closed = chk.get(entry, "closed", f, (int, float))
+        if not 0 < closed < 180:
+            chk.fail(f"{f}.closed", f"expected degrees between 0 and 180, got {closed!r}")
+        pairs = [pair] + ([[mirror_name(b) for b in pair]] if entry.get("mirror") else [])
+        for upper, lower in pairs:
+            if upper not in bone_index or lower not in bone_index:
+                chk.fail(f"{f}.mirror", f"no mirrored bone of '{pair[0]}' / '{pair[1]}'")
+            out.append(Meet(bone_index[upper], bone_index[lower], float(closed)))
+    return tuple(out)
 
 
 MAX_INFLUENCES = 4
@@ -286,6 +315,7 @@ def build_rig(path: Path, layout: ParameterLayout, lod: int = 0) -> Rig:
 
     base = np.zeros((nb, 9))
     base[:, 6:9] = np.array(base_scale)
+    meets = _meets(chk, spec.get("meet", []), index)
 
     # --- generated mesh --------------------------------------------------------------
     verts = np.asarray(generated["vertices"], np.float64)
@@ -328,7 +358,7 @@ def build_rig(path: Path, layout: ParameterLayout, lod: int = 0) -> Rig:
               bone_lengths=np.array(lengths), bone_rotation_modes=tuple(modes), base_locals=base,
               basis=basis, coefficient_names=coef_names, weight_index=w_idx, weight_value=w_val,
               landmark_vertices=lms, camera=camera, lights=lights, extras=generated.get("extras", {}),
-              lod=int(lod), identity=identity)
+              lod=int(lod), identity=identity, meets=meets)
     for a in (verts, faces, face_regions, w_idx, w_val, lms, basis, base, rig.bone_heads, rig.bone_parents):
         a.setflags(write=False)
     return rig
