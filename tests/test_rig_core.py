@@ -55,6 +55,29 @@ def test_mesh_size_regions_and_bones(rig):
     assert len(rig.landmark_vertices) == 68 and len(set(rig.landmark_vertices)) == 68
 
 
+def _edge_use(faces):
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
+    return np.unique(e, axis=0, return_counts=True)
+
+
+def test_the_skin_round_the_eyes_is_fine_and_closed(rig):
+    """The lids' and the lash line's regions are decided per triangle: round the eyes the skin is
+    split finer than the grid (its lash triangles under a millimetre), with no crack: every
+    edge of the skin is shared by two triangles except along the eye openings, the mouth slit and
+    the neck's open end, each of which is a closed loop."""
+    skin_like = [rig.regions.index(r) for r in ("skin", "lids", "lashes", "nose", "lips", "hair")]
+    faces = rig.faces[np.isin(rig.face_regions, skin_like)]
+    edges, uses = _edge_use(faces)
+    assert uses.max() == 2
+    border = edges[uses == 1]
+    degree = np.bincount(border.ravel(), minlength=len(rig.vertices))
+    assert set(np.unique(degree[degree > 0])) == {2}, "an open border that is not a simple loop (a crack)"
+    lash = rig.faces[rig.face_regions == rig.regions.index("lashes")]
+    tri = rig.vertices[lash]
+    longest = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max(1)
+    assert np.median(longest) < 0.001, np.median(longest)  # metres; on the grid alone 2.8 mm
+
+
 def test_neutral_is_the_base_face(rig):
     n = LAYOUT.neutral()
     v = rig.skin(n)[0]
