@@ -441,49 +441,41 @@ def _refine_near_eyes(m, charts, verts, faces):
 
 def _split_faces(verts, faces, mark, charts):
     """Split the ``mark``ed triangles in four and close the split (see :func:`_refine_near_eyes`)."""
-    edge_faces: dict[tuple[int, int], int] = {}
-    for f in faces:
-        for i in range(3):
-            e = (min(f[i], f[(i + 1) % 3]), max(f[i], f[(i + 1) % 3]))
-            edge_faces[e] = edge_faces.get(e, 0) + 1
-    edges = lambda f: [(min(f[i], f[(i + 1) % 3]), max(f[i], f[(i + 1) % 3])) for i in range(3)]
+    edges = np.sort(np.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], 1), 2)
+    uniq, inv, uses = np.unique(edges.reshape(-1, 2), axis=0, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1, 3)  # (F, 3): edge k of a face runs from its corner k to corner k + 1
     red = mark.copy()
     while True:
-        split = {e for f in faces[red] for e in edges(f)}
-        count = np.array([sum(e in split for e in edges(f)) for f in faces])
+        split = np.zeros(len(uniq), bool)
+        split[inv[red].ravel()] = True
+        count = split[inv].sum(1)
         grow = ~red & (count >= 2)
         if not grow.any():
             break
         red |= grow
-    mid: dict[tuple[int, int], int] = {}
-    new_verts = []
-    for e in sorted(split):
-        p = 0.5 * (verts[e[0]] + verts[e[1]])
-        if edge_faces[e] == 1:  # on an eye opening's rim: onto its curve
-            for ch in charts.values():
-                sigma, t, rad, dy = ch.chart(p)
-                if rad < 1.6 * ch.R and dy < 0:
-                    p = ch.rim_point(sigma, t > 0.5 * (ch.t_up(sigma) + ch.t_low(sigma)))
-        mid[e] = len(verts) + len(new_verts)
-        new_verts.append(p)
-    out = []
-    for f, is_red in zip(faces, red):
-        a, b, c = (int(v) for v in f)
-        if is_red:
-            ab, bc, ca = mid[(min(a, b), max(a, b))], mid[(min(b, c), max(b, c))], mid[(min(c, a), max(c, a))]
-            out += [(a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca)]
-            continue
-        for i in range(3):
-            x, y, o = int(f[i]), int(f[(i + 1) % 3]), int(f[(i + 2) % 3])
-            if (min(x, y), max(x, y)) in split:
-                k = mid[(min(x, y), max(x, y))]
-                out += [(x, k, o), (k, y, o)]
-                break
-        else:
-            out.append((a, b, c))
-    if not new_verts:
+    ids = np.flatnonzero(split)
+    if not len(ids):
         return verts, faces
-    return np.vstack([verts, np.array(new_verts)]), np.array(out, np.int64)
+    p = 0.5 * (verts[uniq[ids, 0]] + verts[uniq[ids, 1]])
+    on_rim = uses[ids] == 1  # an edge of one triangle: an eye opening's rim, onto its curve
+    for ch in charts.values():
+        sigma, t, rad, dy = ch.chart(p)
+        sel = on_rim & (rad < 1.6 * ch.R) & (dy < 0)
+        upper = t > 0.5 * (ch.t_up(sigma) + ch.t_low(sigma))
+        p[sel] = ch.rim_point(sigma[sel], upper[sel])
+    mid = np.full(len(uniq), -1)
+    mid[ids] = len(verts) + np.arange(len(ids))
+    m = mid[inv]
+    a, b, c = faces.T
+    ab, bc, ca = m.T
+    out = [faces[~red & (count == 0)]]
+    out += [np.stack(t, 1)[red] for t in ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))]
+    green = ~red & (count == 1)
+    for k in range(3):
+        g = green & (m[:, k] >= 0)
+        x, y, o = faces[:, k], faces[:, (k + 1) % 3], faces[:, (k + 2) % 3]
+        out += [np.stack([x, m[:, k], o], 1)[g], np.stack([m[:, k], y, o], 1)[g]]
+    return np.vstack([verts, p]), np.concatenate(out).astype(np.int64)
 
 
 def _follow_hairline(skin: Skin, zs, phis, Z, PHI, r_m):
