@@ -44,7 +44,7 @@ from ..nets.generator import (
 from ..nets.perceptual import ImageLoss
 from ..rig.identity import check_rig
 from ..rig.layout import LAYOUT, ParameterLayout
-from ..util.atomic import atomic_path
+from ..util.atomic import atomic_path, claim_run_folder
 from .common import Order, end_of_step, refuse_other_config, write_grid
 
 
@@ -213,8 +213,8 @@ def train_generator(pairs_dir, out_dir, cfg: GeneratorTrainConfig | None = None,
     cfg = cfg or GeneratorTrainConfig(generator=GeneratorConfig(resolution=manifest.resolution))
     dev = resolve_device(device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
+    held = claim_run_folder(out_dir)  # until this run returns: another run into it is refused
+    ckpt_path = held.folder / "checkpoint.pt"
     meta = generator_meta(cfg.generator, layout, rig)
     meta["dataset"] = {"rig_identity": manifest.rig_identity, "resolution": manifest.resolution, "seed": manifest.seed,
                        "count": manifest.count}

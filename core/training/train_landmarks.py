@@ -41,7 +41,7 @@ from ..rig.evaluate import Rig
 from ..rig.layout import LAYOUT, OPPOSED, ParameterLayout
 from ..rig.load import load_rig
 from ..tracking.estimator import check_compatible, model_fields
-from ..util.atomic import atomic_path
+from ..util.atomic import atomic_path, claim_run_folder
 from ..util.untrusted import reading
 
 CHECKPOINT_FORMAT = "au2rig-landmark-estimator"
@@ -332,8 +332,8 @@ def train(out_dir, cfg: TrainConfig = TrainConfig(), rig: Rig | None = None, lay
 
     rig = rig or load_rig()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
+    held = claim_run_folder(out_dir)  # until this run returns: another run into it is refused
+    ckpt_path = held.folder / "checkpoint.pt"
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         net = build_network(cfg.network, layout, rig)

@@ -41,7 +41,7 @@ from ..datasets.faces import FaceCrops
 from ..datasets.labels import CLASS_INDEX, CLASSES, colorize
 from ..nets.checkpoints import read_checkpoint, save_checkpoint
 from ..nets.face_parser import FaceParser
-from ..util.atomic import atomic_path
+from ..util.atomic import atomic_path, claim_run_folder
 from .common import Order, end_of_step, refuse_other_config
 
 CHECKPOINT_FORMAT = "au2rig-parser-training"
@@ -346,8 +346,8 @@ def train_parser(crops, out_dir, cfg: ParserTrainConfig | None = None, *, device
                          "val": len(val[k]) if k in val else 0} for k, s in sets.items()}}
     dev = _device(device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
+    held = claim_run_folder(out_dir)  # until this run returns: another run into it is refused
+    ckpt_path = held.folder / "checkpoint.pt"
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)

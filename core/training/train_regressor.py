@@ -30,7 +30,7 @@ from ..nets.checkpoints import read_checkpoint, save_checkpoint
 from ..nets.regressor import Regressor, RegressorConfig, region_channels
 from ..rig.layout import LAYOUT, ParameterLayout
 from ..tracking.estimator import full_pose
-from ..util.atomic import atomic_path
+from ..util.atomic import atomic_path, claim_run_folder
 from .chain import TERMS, LossWeights, Objective, RenderChain
 from .common import Order, end_of_step, refuse_other_config, to_tensor, write_grid
 
@@ -208,8 +208,8 @@ def train_regressor(crops_paths, out_dir, generator_path, parser_path, cfg: Regr
     chain = chain or load_chain(generator_path, parser_path, layout=layout)
     cfg = cfg or RegressorTrainConfig(regressor=RegressorConfig(crop_size=chain.size))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
+    held = claim_run_folder(out_dir)  # until this run returns: another run into it is refused
+    ckpt_path = held.folder / "checkpoint.pt"
     embedder = None
     if cfg.weights.identity > 0:
         embedder = open_embedder(cfg.embedder, embedder_path)

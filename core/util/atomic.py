@@ -1,7 +1,8 @@
 """Atomic file output: write to a temporary name in the target's folder, then move into place.
 
 A final name never holds a partial file; on any error the temporary file is removed and an
-existing file at the target is left as it was.
+existing file at the target is left as it was. A run folder is held by one run at a time
+(:func:`claim_run_folder`), so two runs never write one checkpoint.
 """
 from __future__ import annotations
 
@@ -52,3 +53,54 @@ def write_file(path, data: bytes, durable: bool) -> None:
         if durable:
             f.flush()
             os.fsync(f.fileno())
+
+
+class RunFolderBusy(RuntimeError):
+    """Another run is training into this run folder."""
+
+
+class RunFolder:
+    """A run folder held by this run (see :func:`claim_run_folder`); ``close()`` lets it go, as
+    does the end of the process."""
+
+    def __init__(self, folder: Path, handle):
+        self.folder, self._handle = folder, handle
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def claim_run_folder(out_dir) -> RunFolder:
+    """Hold the run folder ``out_dir`` (created) for this run while the returned
+    :class:`RunFolder` lives: a second run into the same folder, in another process, is refused
+    naming the folder and the holder's process id, so two runs never write one checkpoint. The
+    hold is an OS lock on ``out_dir/run.lock``, which the system releases when the holder ends,
+    even when it is killed: a killed run resumes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / "run.lock", "a+")
+    try:
+        _lock(handle)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise RunFolderBusy(f"{out_dir}: another run (process {holder}) is training into this folder; "
+                            f"wait for it or use another output folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return RunFolder(out_dir, handle)
+
+
+def _lock(handle) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
