@@ -241,7 +241,7 @@ def meet_expressions(closed: float) -> tuple[str, str]:
 
 
 def _set_constants_and_drivers(arm_obj, rig, drivers: bool):
-    met = {}  # (bone, component) -> (meet, "upper" / "lower")
+    met = {}  # (bone, component) -> (meet, 0 for its upper lid / 1 for its lower)
     for m in rig.meets:
         met[(m.upper, ROT_X)], met[(m.lower, ROT_X)] = (m, 0), (m, 1)
     for b, bone_name in enumerate(rig.bone_names):
@@ -257,11 +257,10 @@ def _set_constants_and_drivers(arm_obj, rig, drivers: bool):
             else:
                 _drive_component(arm_obj, pbone, field, axis, constant, terms, f"_sum{b}_{k}")
     arm = arm_obj.data
-    for (b, k), (m, which) in met.items():
-        if drivers:
-            expression = meet_expressions(m.closed)[which]
-            _add_driver(arm_obj.pose.bones[rig.bone_names[b]], FIELDS[k // 3], k % 3, f"radians({expression})",
-                        [("u", arm, f'["_lin{m.upper}_{k}"]'), ("l", arm, f'["_lin{m.lower}_{k}"]')])
+    for (b, k), (m, which) in (met.items() if drivers else ()):
+        expression = meet_expressions(m.closed)[which]
+        _add_driver(arm_obj.pose.bones[rig.bone_names[b]], FIELDS[k // 3], k % 3, f"radians({expression})",
+                    [("u", arm, f'["_lin{m.upper}_{k}"]'), ("l", arm, f'["_lin{m.lower}_{k}"]')])
 
 
 def all_drivers(arm_obj):
