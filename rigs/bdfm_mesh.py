@@ -336,6 +336,7 @@ def _skin_grid(m, skin: Skin, heads, spec):
 
     Z, PHI = np.meshgrid(zs, phis, indexing="ij")
     on_line = _follow_hairline(skin, zs, phis, Z, PHI, r_m)
+    on_lip_line = _follow_lip_lines(skin, zs, phis, Z, PHI, r_m)
     verts = skin.point(Z, PHI).reshape(-1, 3)
     ring = np.repeat(np.arange(nr), nc)
     col = np.tile(np.arange(nc), nr)
@@ -348,9 +349,9 @@ def _skin_grid(m, skin: Skin, heads, spec):
     a, b = r * nc + c, r * nc + (c + 1) % nc
     a2, b2 = a + nc, b + nc
     # split the quads along mirrored diagonals on the two halves so the mesh stays symmetric; a
-    # quad the hairline crosses corner to corner is split along it
+    # quad the hairline or a lip's border crosses corner to corner is split along it
     right = (c >= nc // 2)
-    flat_line = on_line.reshape(-1)
+    flat_line = (on_line | on_lip_line).reshape(-1)
     right = np.where(flat_line[a2] & flat_line[b], True, np.where(flat_line[a] & flat_line[b2], False, right))
     t1 = np.where(right[..., None], np.stack([a, b, a2], -1), np.stack([a, b, b2], -1))
     t2 = np.where(right[..., None], np.stack([b, b2, a2], -1), np.stack([a, b2, a2], -1))
@@ -412,7 +413,9 @@ def _skin_grid(m, skin: Skin, heads, spec):
 
     line = np.zeros(len(verts), bool)
     line[:nr * nc] = on_line.reshape(-1)
-    regions = _skin_regions(m, skin, charts, verts, faces, zm, line)
+    lip_line = np.zeros(len(verts), bool)
+    lip_line[:nr * nc] = on_lip_line.reshape(-1)
+    regions = _skin_regions(m, skin, charts, verts, faces, zm, line, lip_line)
     weights = _skin_weights(m, skin, charts, heads, verts, lower_flag, zm, spec)
     lms = _landmarks(m, skin, charts, heads, verts, grid_ring, grid_col, nc, mirror_col, r_m, slit_cols,
                      corner_cols, lower_copy, rim_eye, rim_upper, used, zs, phis)
@@ -478,6 +481,48 @@ def _split_faces(verts, faces, mark, charts):
     return np.vstack([verts, p]), np.concatenate(out).astype(np.int64)
 
 
+def _follow_lip_lines(skin: Skin, zs, phis, Z, PHI, r_m):
+    """Bend the grid onto the lips' outer borders; return which grid vertices lie on them.
+
+    In every column between the mouth corners, the ring above the mouth line nearest the upper
+    lip's border moves onto it, and the ring below nearest the lower lip's. Toward a corner, where
+    a border falls to the mouth line over less than a column, the vertices of the rings in between
+    slide sideways onto it, each in the nearer of the two columns (as along the hairline): the
+    lips' outline is a smooth curve, not steps, and their landmarks lie on it.
+    """
+    W = skin.m["mouth_half_width"]
+    u = phis * skin.R
+    cols = np.flatnonzero(np.abs(u) < W)
+    on = np.zeros(Z.shape, bool)
+    outer = np.linspace(0.3 * W, W, 200)  # where the borders fall monotonically to the corners
+    for which, sgn in ((0, 1.0), (1, -1.0)):
+        h = skin.lip_heights(u[cols])[which]
+        cand = np.abs(zs[:, None] - (skin.z_m + sgn * h)[None, :])
+        cand[(zs - skin.z_m) * sgn <= 0] = np.inf  # on its own side of the mouth line
+        rows = np.argmin(cand, 0)
+        Z[rows, cols] = skin.z_m + sgn * h
+        on[rows, cols] = True
+        row_of = dict(zip(cols.tolist(), rows.tolist()))
+        h_out = skin.lip_heights(outer)[which]
+        for c in range(len(phis)):
+            c2 = (c + 1) % len(phis)
+            if c not in row_of and c2 not in row_of:
+                continue
+            if np.sign(phis[c]) * np.sign(phis[c2]) < 0:
+                continue
+            r1, r2 = row_of.get(c, r_m), row_of.get(c2, r_m)  # past a corner the border is the mouth line
+            if abs(r1 - r2) < 2:
+                continue
+            lo, hi = sorted((r1, r2))
+            for j in range(lo + 1, hi):
+                uj = float(np.interp(abs(zs[j] - skin.z_m), h_out[::-1], outer[::-1]))
+                p = math.copysign(uj / skin.R, phis[c] + phis[c2])
+                k = c if abs(p - phis[c]) <= abs(p - phis[c2]) else c2
+                PHI[j, k] = p
+                on[j, k] = True
+    return on
+
+
 def _follow_hairline(skin: Skin, zs, phis, Z, PHI, r_m):
     """Bend the grid onto the hairline; return which grid vertices lie on it.
 
@@ -507,7 +552,7 @@ def _follow_hairline(skin: Skin, zs, phis, Z, PHI, r_m):
     return on_line
 
 
-def _skin_regions(m, skin: Skin, charts, verts, faces, zm, on_line):
+def _skin_regions(m, skin: Skin, charts, verts, faces, zm, on_line, on_lip_line):
     cen = verts[faces].mean(1)
     phi = np.arctan2(cen[:, 0], -cen[:, 1])
     u, z = phi * skin.R, cen[:, 2]
@@ -519,10 +564,14 @@ def _skin_regions(m, skin: Skin, charts, verts, faces, zm, on_line):
     side[on_line] = 0
     reg[(side[faces].max(1) > 0) & (side[faces].min(1) >= 0)] = "hair"
     reg[skin.nose_amp(u, z) > 0.0035] = "nose"
-    hu, hl = skin.lip_heights(u)
-    front = np.abs(u) < m["mouth_half_width"]
-    reg[front & (z >= zm) & (z <= zm + hu)] = "lips"
-    reg[front & (z < zm) & (z >= zm - hl)] = "lips"
+    # lips: a triangle with a corner between the lip lines and none outside them (corners on them
+    # count as neither), so the lips' borders run along the edges that follow the lines
+    v_u = v_phi * skin.R
+    hu, hl = skin.lip_heights(v_u)
+    inside = (np.abs(v_u) < m["mouth_half_width"]) & (verts[:, 1] < 0)
+    inside &= (verts[:, 2] <= zm + hu + 1e-9) & (verts[:, 2] >= zm - hl - 1e-9)
+    side = np.where(on_lip_line, 0, np.where(inside, -1, 1))
+    reg[(side[faces].max(1) <= 0) & (side[faces].min(1) < 0)] = "lips"
     for ch in charts.values():
         sigma, t, rad, dy = ch.chart(cen)
         near = (rad < 1.35 * ch.R) & (dy < 0) & (np.abs(sigma) < 1.15)
@@ -745,17 +794,26 @@ def _add_mouth_inside(parts: _Parts, m, heads):
     c = np.array([0.0, heads["mouth"][1] + 0.031, zm - 0.004])
     radii = np.array([0.029, 0.031, 0.019])
     n_u, n_v = _res(m, 24, 12), _res(m, 16, 6)
-    av = np.linspace(math.radians(62), math.pi, n_v)  # angle from -Y; the front cap is open
+    av = np.linspace(math.radians(62), math.pi, n_v)[:-1]  # angle from -Y; the front cap is open
     bu = np.linspace(0, 2 * math.pi, n_u, endpoint=False)
     A, B = np.meshgrid(av, bu, indexing="ij")
     pts = np.stack([np.sin(A) * np.cos(B), -np.cos(A), np.sin(A) * np.sin(B)], -1).reshape(-1, 3) * radii + c
+    pole = len(pts)  # the back closes on one vertex (a ring of coincident ones shaded as a bright speck)
+    pts = np.vstack([pts, c + [0.0, radii[1], 0.0]])
     faces = []
-    for i in range(n_v - 1):
+    for i in range(n_v - 2):
         for j in range(n_u):
             a, b = i * n_u + j, i * n_u + (j + 1) % n_u
             faces += [[a, b, b + n_u], [a, b + n_u, a + n_u]]
+    last = (n_v - 2) * n_u
+    faces += [[last + j, last + (j + 1) % n_u, pole] for j in range(n_u)]
     lower = 1 - smoothstep(zm - 0.006, zm + 0.002, pts[:, 2])
-    parts.add(pts, faces, "mouth_interior", {"jaw": lower, "teeth_upper": 1 - lower})
+    # its sides go with the lip corners, so a wide smile or a stretch opens onto the cavity, not
+    # past its rim into the head (the corners move out some 2 cm, the cup is 3 cm either side)
+    side = 0.9 * smoothstep(0.008, radii[0] - 0.003, np.abs(pts[:, 0]))
+    parts.add(pts, faces, "mouth_interior", {"jaw": lower * (1 - side), "teeth_upper": (1 - lower) * (1 - side),
+                                             "lip_corner.L": side * (pts[:, 0] > 0),
+                                             "lip_corner.R": side * (pts[:, 0] < 0)})
     # teeth: two arched bars, upper on the head, lower on the jaw
     for bone, z0, z1, inset in (("teeth_upper", zm - 0.0025, zm + 0.0065, 0.0), ("teeth_lower", zm - 0.0095, zm - 0.0015, 0.0015)):
         hy = heads[bone][1] + inset

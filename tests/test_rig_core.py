@@ -60,6 +60,10 @@ def _edge_use(faces):
     return np.unique(e, axis=0, return_counts=True)
 
 
+def _edge_set(faces) -> set[tuple[int, int]]:
+    return {(int(a), int(b)) for a, b in _edge_use(faces)[0]}
+
+
 def test_the_skin_round_the_eyes_is_fine_and_closed(rig):
     """The lids' and the lash line's regions are decided per triangle: round the eyes the skin is
     split finer than the grid (its lash triangles under a millimetre), with no crack: every
@@ -76,6 +80,56 @@ def test_the_skin_round_the_eyes_is_fine_and_closed(rig):
     tri = rig.vertices[lash]
     longest = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max(1)
     assert np.median(longest) < 0.001, np.median(longest)  # metres; on the grid alone 2.8 mm
+
+
+def test_the_lips_outline_is_smooth_and_their_landmarks_lie_on_it(rig):
+    """The lips' border with the skin runs along mesh edges that follow the lips' outline (no steps
+    of the grid: on the grid alone its median turn was 80 degrees); it bends sharply only where it
+    runs into the mouth line at the corners, and the lips' landmarks lie on it."""
+    lip_edges = _edge_set(rig.faces[rig.face_regions == rig.regions.index("lips")])
+    skin_edges = _edge_set(rig.faces[np.isin(rig.face_regions, [rig.regions.index("skin"), rig.regions.index("nose")])])
+    border = lip_edges & skin_edges
+    neighbours: dict[int, list[int]] = {}
+    for a, b in border:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    lm = rig.landmark_vertices
+    assert {int(lm[i]) for i in (49, 50, 51, 52, 53, 55, 56, 57, 58, 59)} <= set(neighbours)
+    corners = rig.vertices[lm[[48, 54]]]
+    turns = []
+    for v, nb in neighbours.items():
+        if len(nb) != 2:
+            continue
+        d1, d2 = (rig.vertices[v] - rig.vertices[nb[0]])[[0, 2]], (rig.vertices[nb[1]] - rig.vertices[v])[[0, 2]]
+        turn = np.degrees(np.arccos(np.clip(d1 @ d2 / np.linalg.norm(d1) / np.linalg.norm(d2), -1, 1)))
+        turns.append(turn)
+        if turn > 30:
+            assert np.linalg.norm(corners - rig.vertices[v], axis=1).min() < 0.005, (v, turn)
+    assert np.median(turns) < 10, np.median(turns)
+
+
+def test_a_wide_open_smile_opens_onto_the_mouth_cavity(rig):
+    """The cavity's sides go with the lip corners: in a wide open smile the opening out to its
+    corners shows the cavity (before, the corners moved past the cavity's rim and showed the inside
+    of the head, lit like skin)."""
+    p = LAYOUT.neutral()
+    for name in ("AU12_L", "AU12_R", "AU20", "AU25", "AU26"):
+        p[LAYOUT.index[name]] = 1.0
+    v2 = rig.project(rig.skin(p)[0], 256)
+    lm = v2[rig.landmark_vertices]
+    tri = v2[rig.faces[rig.face_regions == rig.regions.index("mouth_interior")]]
+
+    def covered(q):
+        a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+        side = [(y[:, 0] - x[:, 0]) * (q[1] - x[:, 1]) - (y[:, 1] - x[:, 1]) * (q[0] - x[:, 0])
+                for x, y in ((a, b), (b, c), (c, a))]
+        return bool(((np.min(side, 0) >= 0) | (np.max(side, 0) <= 0)).any())
+
+    centre = (lm[62] + lm[66]) / 2
+    assert lm[66, 1] - lm[62, 1] > 15  # pixels: the mouth is open
+    for corner in (60, 64):
+        for f in (0.95, 0.8, 0.5):
+            assert covered(f * lm[corner] + (1 - f) * centre), (corner, f)
 
 
 def test_neutral_is_the_base_face(rig):
