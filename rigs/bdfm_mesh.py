@@ -506,21 +506,25 @@ def _follow_lip_lines(skin: Skin, zs, phis, Z, PHI, r_m):
         h_out = skin.lip_heights(outer)[which]
         for c in range(len(phis)):
             c2 = (c + 1) % len(phis)
-            if c not in row_of and c2 not in row_of:
+            if (c not in row_of and c2 not in row_of) or np.sign(phis[c]) * np.sign(phis[c2]) < 0:
                 continue
-            if np.sign(phis[c]) * np.sign(phis[c2]) < 0:
-                continue
-            r1, r2 = row_of.get(c, r_m), row_of.get(c2, r_m)  # past a corner the border is the mouth line
-            if abs(r1 - r2) < 2:
-                continue
-            lo, hi = sorted((r1, r2))
-            for j in range(lo + 1, hi):
-                uj = float(np.interp(abs(zs[j] - skin.z_m), h_out[::-1], outer[::-1]))
-                p = math.copysign(uj / skin.R, phis[c] + phis[c2])
-                k = c if abs(p - phis[c]) <= abs(p - phis[c2]) else c2
-                PHI[j, k] = p
-                on[j, k] = True
+            # past a corner the border is the mouth line
+            _slide_onto_line(zs, phis, PHI, on, c, c2, row_of.get(c, r_m), row_of.get(c2, r_m),
+                             lambda z: float(np.interp(abs(z - skin.z_m), h_out[::-1], outer[::-1])) / skin.R)
     return on
+
+
+def _slide_onto_line(zs, phis, PHI, on, c, c2, r1, r2, angle_at) -> None:
+    """Where a line crosses more than a ring between neighbouring columns ``c`` and ``c2`` (on
+    rings ``r1`` and ``r2``), the vertices of the rings in between slide sideways onto it, each in
+    the nearer of the two columns, at the line's angle ``angle_at(z)`` from the front (its side
+    taken from the columns')."""
+    lo, hi = sorted((int(r1), int(r2)))
+    for j in range(lo + 1, hi):
+        p = math.copysign(angle_at(zs[j]), phis[c] + phis[c2])
+        k = c if abs(p - phis[c]) <= abs(p - phis[c2]) else c2
+        PHI[j, k] = p
+        on[j, k] = True
 
 
 def _follow_hairline(skin: Skin, zs, phis, Z, PHI, r_m):
@@ -541,14 +545,9 @@ def _follow_hairline(skin: Skin, zs, phis, Z, PHI, r_m):
     on_line[rows, np.arange(nc)] = True
     for c in range(nc):
         c2 = (c + 1) % nc
-        if np.sign(phis[c]) * np.sign(phis[c2]) < 0 or abs(int(rows[c]) - int(rows[c2])) < 2:
-            continue
-        lo, hi = sorted((int(rows[c]), int(rows[c2])))
-        for j in range(lo + 1, hi):
-            p = math.copysign(float(skin.hairline_angle(zs[j])), phis[c] + phis[c2])
-            k = c if abs(p - phis[c]) <= abs(p - phis[c2]) else c2
-            PHI[j, k] = p
-            on_line[j, k] = True
+        if np.sign(phis[c]) * np.sign(phis[c2]) >= 0:
+            _slide_onto_line(zs, phis, PHI, on_line, c, c2, rows[c], rows[c2],
+                             lambda z: float(skin.hairline_angle(z)))
     return on_line
 
 
