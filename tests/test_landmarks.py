@@ -16,6 +16,7 @@ from au2rig.core.tracking.landmarks import (
     LandmarkMap,
     fit_mediapipe_map,
     inter_ocular,
+    lips_at_width,
     load_landmark_map,
     open_backend,
     pick_face,
@@ -188,6 +189,46 @@ def test_video_tracking_follows_the_face():
             _layout_ok(picked.landmarks)
         b.reset()
         assert len(b.detect(frames[0])) == 1
+
+
+def test_lips_at_width_stretches_along_the_corner_line_only():
+    rng = np.random.default_rng(0)
+    angle = math.radians(25)
+    unit, up = np.array([math.cos(angle), math.sin(angle)]), np.array([-math.sin(angle), math.cos(angle)])
+    along = np.concatenate([[-1.0], rng.uniform(-0.9, 0.9, 5), [1.0], rng.uniform(-0.9, 0.9, 13)]) * 30
+    across = np.concatenate([[0.0], rng.uniform(-8, 8, 5), [0.0], rng.uniform(-8, 8, 13)])
+    centre = np.array([200.0, 300.0])
+    lips = centre + along[:, None] * unit + across[:, None] * up
+    out = lips_at_width(lips, 45.0)
+    assert np.linalg.norm(out[6] - out[0]) == pytest.approx(45.0, abs=1e-9)
+    np.testing.assert_allclose((out - centre) @ up, across, atol=1e-9)  # nothing moves across the line
+    np.testing.assert_allclose((out - centre) @ unit, along * 0.75, atol=1e-9)  # 60 -> 45 apart
+    np.testing.assert_allclose(lips_at_width(lips, float("nan")), lips)
+    np.testing.assert_allclose(lips_at_width(lips, 60.0), lips, atol=1e-9)
+
+
+def test_a_pucker_narrows_the_mouth():
+    """A real pucker (``mead_M030``: lips pushed out into an O a quarter narrower than at rest,
+    frame 42; frame 30 rests with the lips closed): the mouth's corners come closer by a fifth or
+    more (the plain mesh's own corners: not at all)."""
+    pytest.importorskip("mediapipe")
+    import cv2
+
+    path = _media("clips/mead_M030_front_surprised_level3_001.mp4")
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) <= 42:
+        ok, f = cap.read()
+        assert ok, f"{path}: ended before frame 42"
+        frames.append(f)
+    cap.release()
+    width = {}
+    with open_backend("mediapipe", video=False, max_faces=1) as b:
+        for k in (30, 42):
+            (face,) = b.detect(frames[k])
+            lm = face.landmarks
+            width[k] = np.linalg.norm(lm[54] - lm[48]) / np.linalg.norm(lm[45] - lm[36])
+    assert width[42] < 0.8 * width[30], width
 
 
 # --- pick_face -------------------------------------------------------------------------------

@@ -46,6 +46,21 @@ N_MESH = 468
 OUTER_EYE_CORNERS = (36, 45)
 # iBUG 68 points of the eyes (corners and lids, 0-based): read from the attention mesh when it runs
 EYE_POINTS = RIGHT_EYE + LEFT_EYE
+# iBUG 68 points of the lips (outer contour 48-59 from corner 48 to corner 54 and back, inner 60-67)
+LIP_POINTS = tuple(range(48, 68))
+
+
+def lips_at_width(lips: np.ndarray, width: float) -> np.ndarray:
+    """(20, 2) iBUG lip points (:data:`LIP_POINTS`) stretched along their corner line (48 to 54)
+    about its midpoint so that the corners lie ``width`` apart; across that line nothing moves."""
+    lips = np.asarray(lips, float)
+    a, b = lips[0], lips[6]
+    length = float(np.linalg.norm(b - a))
+    if not (np.isfinite(width) and width > 0 and length > 0):
+        return lips.copy()
+    unit = (b - a) / length
+    along = (lips - (a + b) / 2) @ unit
+    return lips + np.outer(along * (width / length - 1.0), unit)
 
 
 class BackendUnavailable(RuntimeError):
@@ -286,13 +301,17 @@ class MediaPipeBackend(LandmarkBackend):
     """MediaPipe's face mesh + face detector (legacy ``solutions.face_mesh`` graph, CPU).
 
     ``lids=True`` (the default) also runs the mesh with its attention heads, which refine the
-    lids, lips and irises, and takes the eyes (:data:`EYE_POINTS`) and the irises (``Face.irises``,
-    for the gaze) from it. On real faces the
+    lids, lips and irises, and takes the eyes (:data:`EYE_POINTS`), the irises (``Face.irises``,
+    for the gaze) and the mouth's width from it. On real faces the
     plain mesh never closes an eye (its eye opening falls to about 60% of open in a blink), the
-    refined one does (about 15%). Its lips and brows are not used: on the dev clips they follow
-    smiles and outer brow raises less well than the plain mesh's. The second mesh runs beside the
-    first on another thread: on 2 cores the tracker keeps about 0.8 of its plain-mesh rate
-    (tests/benchmarks/bench_tracker.py prints both).
+    refined one does (about 15%). The plain mesh's lips keep their width near its prior: in a
+    pucker whose lips form an O a quarter narrower than at rest (``mead_M030``, frames 42 and 62,
+    looked at) its corners come 3% closer, the refined mesh's 30%, on the sides of the lips' red.
+    The refined lips as a whole follow smiles less well (their corners rise less), so the plain
+    mesh's lips are kept and stretched along their corner line to the refined corners' distance
+    (:func:`lips_at_width`). Its brows are not used: they follow outer brow raises less well. The
+    second mesh runs beside the first on another thread: on 2 cores the tracker keeps about 0.8 of
+    its plain-mesh rate (tests/benchmarks/bench_tracker.py prints both).
 
     * ``landmarks``: the 468 mesh points mapped to iBUG 68 by :data:`MEDIAPIPE_MAP`;
     * ``box``: the bounds of the 468 mesh points (brow/forehead to chin, cheek to cheek), the same
@@ -390,7 +409,11 @@ class MediaPipeBackend(LandmarkBackend):
         for mesh, box, conf, fine in self.meshes(image_bgr):
             landmarks = self.map(mesh)
             if fine is not None:
-                landmarks[list(EYE_POINTS)] = self.map(fine[:N_MESH])[list(EYE_POINTS)]
+                refined = self.map(fine[:N_MESH])
+                landmarks[list(EYE_POINTS)] = refined[list(EYE_POINTS)]
+                corners = refined[[LIP_POINTS[0], LIP_POINTS[6]]]
+                landmarks[list(LIP_POINTS)] = lips_at_width(landmarks[list(LIP_POINTS)],
+                                                            float(np.linalg.norm(corners[1] - corners[0])))
             faces.append(Face(box, landmarks, conf, None if fine is None else eye_offsets(fine)))
         return faces
 
