@@ -254,3 +254,34 @@ def test_restamp_keeps_a_landmark_estimator_when_only_the_rigs_look_changed(rig,
     torch.save(dict(g, meta=meta) if isinstance(g.get("meta"), dict) else dict(g, **meta), gpath)
     with pytest.raises(RigMismatchError, match="retrain"):
         restamp(gpath, rig)
+
+
+def test_restamp_renews_a_pairs_datasets_stamp_and_refuses_another_rigs(rig, tmp_path):
+    """A dataset rendered from this rig under an earlier stamp (the stamp's inputs edited, what
+    they compute the same) is renewed, manifest and the stamp of the mesh its images show; one whose
+    fingerprint disagrees, or of an earlier layout, is refused, and the manifest is left as it was."""
+    from au2rig.core.datasets.pairs import Manifest, read_manifest, write_manifest
+    from au2rig.core.rig.load import lod_of
+    from au2rig.core.training.restamp import restamp
+
+    m = Manifest.for_rig(rig, resolution=64, engine="workbench", seed=0, count=16, render_rig=lod_of(rig, 1))
+    m.rig_identity, m.render_identity = "0123456789abcdef", "fedcba9876543210"
+    write_manifest(tmp_path, m, durable=False)
+    assert "fingerprint within" in restamp(tmp_path, rig)
+    again = read_manifest(tmp_path)
+    assert (again.rig_identity, again.render_identity) == (rig.identity, lod_of(rig, 1).identity)
+    assert "already current" in restamp(tmp_path, rig)
+
+    moved = np.array(rig.fingerprint)
+    moved[10] += 1e-3 * rig.height
+    m.rig_fingerprint = moved.tolist()
+    write_manifest(tmp_path, m, durable=False)
+    before = (tmp_path / "manifest.json").read_bytes()
+    with pytest.raises(RigMismatchError, match="manifest.json: made for another rig .* render the dataset again"):
+        restamp(tmp_path, rig)
+    assert (tmp_path / "manifest.json").read_bytes() == before
+    m.rig_fingerprint = list(rig.fingerprint)
+    m.layout_version, m.channels = "1.0", list(LAYOUT.names)[:-2]
+    write_manifest(tmp_path, m, durable=False)
+    with pytest.raises(RigMismatchError, match="render the dataset again"):
+        restamp(tmp_path, rig)

@@ -20,8 +20,9 @@ all it ever saw of the rig (its synthetic faces are the 68 points under random p
 rig that only looks different (colours, the regions of its mesh, its brows' geometry) keeps it;
 the fingerprint's landmark part must agree. G, which draws the rig, needs the whole fingerprint.
 
-Handles the landmark estimator (``.onnx`` and ``.pt``), G's weights and checkpoints, and the
-image-path ONNX model; writes atomically.
+Handles the landmark estimator (``.onnx`` and ``.pt``), G's weights and checkpoints, the
+image-path ONNX model and pairs datasets (a folder: its manifest's stamp, when the stored
+fingerprint agrees); writes atomically.
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def _widen_reason(meta: dict, rig, added: list[str], where: str) -> str:
             f"{', '.join(added)} at neutral; fingerprint agrees")
 
 
-def _renew(meta: dict, rig, layout: ParameterLayout, where: str, landmarks_only: bool = False) -> tuple[dict, str]:
+def _renew(meta: dict, rig, layout: ParameterLayout, where: str, landmarks_only: bool = False,
+           remedy: str = "retrain it") -> tuple[dict, str]:
     try:
         added = added_channels(meta, layout)
     except RigMismatchError as e:
@@ -84,7 +86,7 @@ def _renew(meta: dict, rig, layout: ParameterLayout, where: str, landmarks_only:
         why = restamp_reason(meta, rig)
         if why is None:
             raise RigMismatchError(f"{where}: stamped for rig identity {rig.identity} but its fingerprint "
-                                   f"disagrees with the loaded rig's; retrain it")
+                                   f"disagrees with the loaded rig's; {remedy}")
         return meta, "already current"
     why = restamp_reason(meta, rig)
     if why is None and landmarks_only and "rig_fingerprint" in meta:
@@ -95,7 +97,7 @@ def _renew(meta: dict, rig, layout: ParameterLayout, where: str, landmarks_only:
     if why is None:
         old = meta.get("rig_identity", meta.get("rig_hash"))
         raise RigMismatchError(f"{where}: made for another rig (stamp {old!r}); nothing shows it is rig "
-                               f"{rig.name!r} ({rig.identity}): retrain it")
+                               f"{rig.name!r} ({rig.identity}): {remedy}")
     new = {k: v for k, v in meta.items() if k not in _OLD_KEYS}
     new.update(stamp(rig))
     return new, why
@@ -135,7 +137,37 @@ def restamp(path, rig, layout: ParameterLayout = LAYOUT) -> str:
             weights = _widen_state(weights, len(meta["channels"]), layout, str(path))
         save_checkpoint(dict(ckpt, meta=new, model=weights) if nested else dict(new, model=weights), path)
         return why
-    raise ValueError(f"{path}: not a model file (.onnx or .pt)")
+    if path.is_dir() and (path / "manifest.json").is_file():
+        return _restamp_pairs(path, rig, layout)
+    raise ValueError(f"{path}: not a model file (.onnx or .pt) or a pairs dataset folder")
+
+
+def _restamp_pairs(folder: Path, rig, layout: ParameterLayout) -> str:
+    """Renew the rig stamp of a pairs dataset (its manifest) whose fingerprint shows it was
+    rendered from this rig; the stamp of the mesh its images show (``render_identity``, LOD
+    ``render_lod`` of the rig, which the code derives from the rig) is renewed with it. A dataset
+    of an earlier layout is refused: its pairs never vary the channels added since."""
+    from ..datasets.pairs import read_manifest, write_manifest
+    from ..rig.load import lod_of
+
+    m = read_manifest(folder)
+    where = str(folder / "manifest.json")
+    meta = {"layout_version": m.layout_version, "channels": list(m.channels), "rig_identity": m.rig_identity,
+            "rig_fingerprint": list(m.rig_fingerprint)}
+    try:
+        added = added_channels(meta, layout)
+    except RigMismatchError as e:
+        raise RigMismatchError(f"{where}: {e}") from None
+    if added:
+        raise RigMismatchError(f"{where}: rendered for layout {m.layout_version!r}, before {', '.join(added)}; "
+                               f"its pairs never vary them: render the dataset again")
+    new, why = _renew(meta, rig, layout, where, remedy="render the dataset again")
+    if new is meta:
+        return why
+    m.rig_identity, m.rig_fingerprint = rig.identity, list(rig.fingerprint)
+    m.render_identity = lod_of(rig, int(m.render_lod)).identity
+    write_manifest(folder, m)
+    return why
 
 
 def _widen_state(state: dict, old: int, layout: ParameterLayout, where: str) -> dict:
