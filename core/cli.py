@@ -17,7 +17,7 @@ add-on's commands; ``python -m au2rig.core <command>`` runs these alone.
     au2rig eval-landmarks [--model M.onnx] [--n 2000] [--jitter 0.0]
     au2rig eval-image IMAGE.onnx CROPS.npz
     au2rig eval-dataset disfa|bp4d ROOT [--model M.onnx] [--max-frames N] [--step N] [--json OUT]
-    au2rig restamp MODEL... [--rig SPEC.toml]
+    au2rig restamp MODEL_OR_DATASET... [--rig SPEC.toml]
 
 Each command imports what it needs when it runs (torch for training, onnxruntime and OpenCV
 for tracking), so listing the commands is quick.
@@ -139,6 +139,9 @@ def _train_generator_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmark-maps", action=argparse.BooleanOptionalAction, default=True,
                    help="feed G the rig's 68 landmarks as Gaussian maps at 8..64 px (default; see "
                         "core/nets/generator.py); --no-landmark-maps: the paper's G exactly")
+    p.add_argument("--iris-maps", action=argparse.BooleanOptionalAction, default=True,
+                   help="with the landmark maps, two more at the irises' centres, so G is told where the eyes "
+                        "look (default; --no-iris-maps: the 68 landmarks alone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (cuda when present)")
     p.add_argument("--rig", help="rig spec TOML the dataset was rendered from (default: the built-in rig)")
@@ -238,7 +241,7 @@ def _eval_landmarks_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _restamp_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", help="model files (.onnx, .pt)")
+    p.add_argument("files", nargs="+", help="model files (.onnx, .pt) or pairs dataset folders")
     p.add_argument("--rig", help="rig spec (default: the built-in BDFM)")
 
 

@@ -1,6 +1,8 @@
 """The generator G (core/nets/generator.py) and its losses (core/nets/perceptual.py)."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -101,6 +103,35 @@ def test_landmark_maps_follow_the_rig_and_pass_gradients():
         plain.blocks[0][0].weight.zero_()
     assert float(torch.autograd.grad(plain(params).sum(), params)[0][0, jaw]) == 0.0  # the paper's G: none
 
+
+
+def test_iris_maps_follow_the_gaze_and_pass_gradients():
+    """With ``iris_maps`` G gets two more maps at the irises' centres: they sit inside the eyes'
+    corners, move the way the eyes turn, and carry the gradient to the gaze channels, which the
+    68 landmarks alone never do. A config without the field (a G made before it) builds 68 maps."""
+    from au2rig.core.rig import load_rig
+
+    rig = load_rig()
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(resolution=64, base_width=4, max_width=32, landmark_maps=True, iris_maps=True)
+    g = build_generator(cfg, rig=rig)
+    params = torch.tensor(np.repeat(LAYOUT.neutral()[None], 3, 0), dtype=torch.float32)
+    params[1, LAYOUT.index["gaze_yaw"]] = 30.0  # toward the subject's left: the image's right
+    params[2, LAYOUT.index["gaze_pitch"]] = 20.0  # up
+    points = g.landmarks(params).detach().numpy()
+    assert points.shape == (3, 70, 2)
+    np.testing.assert_allclose(points[:, :68], rig.landmarks_2d(params.numpy(), 64), atol=1e-3)
+    right, left = points[0, 68], points[0, 69]
+    assert points[0, 36, 0] < right[0] < points[0, 39, 0] and points[0, 42, 0] < left[0] < points[0, 45, 0]
+    assert (points[1, 68:, 0] - points[0, 68:, 0] > 0.5).all()  # 30 degrees: over half a pixel at 64
+    assert (points[2, 68:, 1] - points[0, 68:, 1] < -0.3).all()
+    with torch.no_grad():
+        g.blocks[0][0].weight.zero_()  # only the maps reach the image
+    x = params[:1].clone().requires_grad_(True)
+    grad = torch.autograd.grad(g(x).sum(), x)[0][0]
+    assert float(grad[LAYOUT.index["gaze_yaw"]]) != 0.0 and float(grad[LAYOUT.index["gaze_pitch"]]) != 0.0
+    old = {k: v for k, v in asdict(cfg).items() if k != "iris_maps"}
+    assert build_generator(GeneratorConfig(**old), rig=rig).n_landmarks == 68
 
 def test_generator_config_rejects_bad_resolution():
     with pytest.raises(ValueError, match="resolution"):
@@ -216,11 +247,12 @@ def test_vgg16_loader_rejects_wrong_dicts(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore")  # the legacy exporter's deprecation / tracer notes
-@pytest.mark.parametrize("maps", [False, True])
-def test_onnx_export_matches_torch(tmp_path, maps):
+@pytest.mark.parametrize("maps, irises", [(False, False), (True, False), (True, True)])
+def test_onnx_export_matches_torch(tmp_path, maps, irises):
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64, landmark_maps=maps)).eval()
+    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64, landmark_maps=maps,
+                                        iris_maps=irises)).eval()
     path = tmp_path / "g.onnx"
     torch.onnx.export(g, (random_params(1),), str(path), dynamo=False, opset_version=17,
                       input_names=["params"], output_names=["image"],

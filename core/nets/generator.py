@@ -36,6 +36,11 @@ corner goes, which an expression moves by a few pixels out of 128; with the
 maps, each layer is told where the landmarks are at its own scale, and its convolutions only
 have to draw what lies around them. The gradient reaches the parameters through the maps too.
 
+Iris maps (``iris_maps``; on in ``train-generator`` by default): the 68 points say nothing of
+where the eyes look, and a G trained with them alone drew every gaze straight ahead (the contact
+sheet's gaze tiles: 0 of 4 turned the rig's way). Two more maps sit at the centres of the irises
+(their vertices skinned by the eye bones, projected), so the layers are told where each iris is.
+
 :func:`generator_meta` / :func:`check_meta` carry the layout version, channel names and rig
 hash that a checkpoint must match.
 """
@@ -72,6 +77,7 @@ class GeneratorConfig:
     maps_min_size: int = 8   # ... to the layers whose input is at least this large
     maps_max_size: int = 64  # ... and at most this large
     map_sigma: float = 1.0   # Gaussian width, in pixels of each map
+    iris_maps: bool = False  # two more maps: the irises' centres (False: the 68 landmarks alone, as G was first made)
 
     def __post_init__(self):
         if self.resolution not in RESOLUTIONS:
@@ -102,6 +108,16 @@ def _upsample_layer(cin: int, cout: int, stride: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=1, padding=1)
 
 
+def iris_vertices(rig) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices of the subject's right iris (the rig's -x) and left iris (+x)."""
+    if "iris" not in rig.regions:
+        raise ValueError(f"rig {rig.name!r} has no 'iris' region: G's iris maps need one "
+                         f"(its regions: {', '.join(rig.regions)})")
+    v = rig.face_vertices("iris")
+    left = rig.vertices[v, 0] > 0
+    return v[~left], v[left]
+
+
 def landmark_maps(points: torch.Tensor, size: int, resolution: int, sigma: float) -> torch.Tensor:
     """(N, K, size, size) Gaussian maps of points (N, K, 2) given in pixels of a ``resolution``
     image (x right, y down, (0, 0) the top-left corner; pixel i spans [i, i + 1))."""
@@ -124,6 +140,10 @@ class Generator(nn.Module):
 
             self.rig = rig or load_rig(layout=layout)
             self.n_landmarks = len(self.rig.landmark_vertices)
+        self.irises: tuple[np.ndarray, np.ndarray] | None = None
+        if cfg.landmark_maps and cfg.iris_maps:
+            self.irises = iris_vertices(self.rig)
+            self.n_landmarks += 2
         self.n_params = len(layout)
         lo = np.asarray(layout.lo, np.float32)
         span = np.asarray(layout.hi, np.float32) - lo
@@ -148,8 +168,15 @@ class Generator(nn.Module):
             cin, size_in = cout, size
 
     def landmarks(self, params: torch.Tensor) -> torch.Tensor:
-        """(N, 68, 2) the rig's landmarks of ``params`` in pixels of G's output."""
-        return self.rig.landmarks_2d(params, self.cfg.resolution)
+        """(N, 68, 2) the rig's landmarks of ``params`` in pixels of G's output; with
+        ``cfg.iris_maps`` (N, 70, 2), the centres of the subject's right and left iris after them."""
+        points = self.rig.landmarks_2d(params, self.cfg.resolution)
+        if self.irises is None:
+            return points
+        right, left = self.irises
+        skinned = self.rig.skin(params, np.concatenate([right, left]))
+        centres = torch.stack([skinned[:, :len(right)].mean(1), skinned[:, len(right):].mean(1)], 1)
+        return torch.cat([points, self.rig.project(centres, self.cfg.resolution)], 1)
 
     def forward(self, params: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
         """``points``: the rig's landmarks of ``params`` (:meth:`landmarks`), when the caller
