@@ -108,16 +108,6 @@ def _upsample_layer(cin: int, cout: int, stride: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=1, padding=1)
 
 
-def iris_vertices(rig) -> tuple[np.ndarray, np.ndarray]:
-    """The vertices of the subject's right iris (the rig's -x) and left iris (+x)."""
-    if "iris" not in rig.regions:
-        raise ValueError(f"rig {rig.name!r} has no 'iris' region: G's iris maps need one "
-                         f"(its regions: {', '.join(rig.regions)})")
-    v = rig.face_vertices("iris")
-    left = rig.vertices[v, 0] > 0
-    return v[~left], v[left]
-
-
 def landmark_maps(points: torch.Tensor, size: int, resolution: int, sigma: float) -> torch.Tensor:
     """(N, K, size, size) Gaussian maps of points (N, K, 2) given in pixels of a ``resolution``
     image (x right, y down, (0, 0) the top-left corner; pixel i spans [i, i + 1))."""
@@ -142,7 +132,7 @@ class Generator(nn.Module):
             self.n_landmarks = len(self.rig.landmark_vertices)
         self.irises: tuple[np.ndarray, np.ndarray] | None = None
         if cfg.landmark_maps and cfg.iris_maps:
-            self.irises = iris_vertices(self.rig)
+            self.irises = self.rig.iris_vertices()
             self.n_landmarks += 2
         self.n_params = len(layout)
         lo = np.asarray(layout.lo, np.float32)
@@ -170,13 +160,15 @@ class Generator(nn.Module):
     def landmarks(self, params: torch.Tensor) -> torch.Tensor:
         """(N, 68, 2) the rig's landmarks of ``params`` in pixels of G's output; with
         ``cfg.iris_maps`` (N, 70, 2), the centres of the subject's right and left iris after them."""
-        points = self.rig.landmarks_2d(params, self.cfg.resolution)
         if self.irises is None:
-            return points
+            return self.rig.landmarks_2d(params, self.cfg.resolution)
         right, left = self.irises
-        skinned = self.rig.skin(params, np.concatenate([right, left]))
-        centres = torch.stack([skinned[:, :len(right)].mean(1), skinned[:, len(right):].mean(1)], 1)
-        return torch.cat([points, self.rig.project(centres, self.cfg.resolution)], 1)
+        marks = self.rig.landmark_vertices
+        skinned = self.rig.skin(params, np.concatenate([marks, right, left]))  # one skinning pass
+        k, r = len(marks), len(marks) + len(right)
+        points = torch.cat([skinned[:, :k], skinned[:, k:r].mean(1, keepdim=True),
+                            skinned[:, r:].mean(1, keepdim=True)], 1)
+        return self.rig.project(points, self.cfg.resolution)
 
     def forward(self, params: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
         """``points``: the rig's landmarks of ``params`` (:meth:`landmarks`), when the caller

@@ -154,6 +154,14 @@ class Rig:
         r = self.regions.index(region)
         return np.unique(self.faces[self.face_regions == r])
 
+    def iris_vertices(self) -> tuple[np.ndarray, np.ndarray]:
+        """The vertices of the subject's right iris (the rig's -x) and left iris (+x)."""
+        if "iris" not in self.regions:
+            raise ValueError(f"rig {self.name!r} has no 'iris' region (its regions: {', '.join(self.regions)})")
+        v = self.face_vertices("iris")
+        left = self.vertices[v, 0] > 0
+        return v[~left], v[left]
+
     def coefficients(self, params, xp=None):
         """Map parameter vector(s) (..., P) to table coefficients (..., C)."""
         return _coefficients(self.layout, params, _ns(params) if xp is None else xp)

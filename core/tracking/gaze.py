@@ -94,11 +94,9 @@ def _rig_offsets(rig, yaw: float, pitch: float) -> np.ndarray:
     layout = rig.layout
     params = layout.neutral(1)
     params[0, layout.names.index("pose_yaw")], params[0, layout.names.index("pose_pitch")] = yaw, pitch
-    vertices = rig.skin(params)[0]
-    iris = rig.face_vertices("iris")
-    left_side = vertices[iris, 0] > 0  # the subject's left eye: the rig's +x
-    points = rig.project(np.concatenate([vertices[iris[~left_side]].mean(0, keepdims=True),
-                                         vertices[iris[left_side]].mean(0, keepdims=True),
+    right, left = rig.iris_vertices()
+    points = rig.project(np.concatenate([rig.skin(params, right)[0].mean(0, keepdims=True),
+                                         rig.skin(params, left)[0].mean(0, keepdims=True),
                                          rig.landmarks_3d(params)[0]]))
     lm = points[2:]
     return np.mean([_offset_in_eye(centre, lm[eye[0]], lm[eye[3]], lm[list(eye)].mean(0))
