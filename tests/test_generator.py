@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from au2rig.core.nets.generator import (
+    DemodulatedUp,
     GeneratorConfig,
     build_generator,
     check_meta,
@@ -136,6 +137,39 @@ def test_iris_maps_follow_the_gaze_and_pass_gradients():
 def test_generator_config_rejects_bad_resolution():
     with pytest.raises(ValueError, match="resolution"):
         GeneratorConfig(resolution=96)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        GeneratorConfig(norm="batch")
+
+
+def test_demodulation_takes_no_image_statistics():
+    """A demodulated layer is linear in its input and blind to the scale of its style (the
+    demodulation divides it out); nothing in it depends on the image's own statistics, so an
+    image's far corner cannot steer its centre (what instance normalisation allows)."""
+    torch.manual_seed(0)
+    layer = DemodulatedUp(n_params=5, cin=6, cout=4, stride=2)
+    with torch.no_grad():
+        layer.style.weight.normal_()  # styles that differ per image
+    x, z = torch.randn(3, 6, 8, 8), torch.randn(3, 5)
+    y = layer(x, z)
+    assert y.shape == (3, 4, 16, 16)
+    with torch.no_grad():
+        bias = layer.bias.view(1, -1, 1, 1)
+        np.testing.assert_allclose(layer(2.5 * x, z) - bias, 2.5 * (y - bias), atol=1e-5)
+        layer.style.weight.mul_(3.0)
+        layer.style.bias.mul_(3.0)
+        np.testing.assert_allclose(layer(x, z), y, atol=1e-5)
+        # a change in one corner of the input reaches the output only near that corner
+        x2 = x.clone()
+        x2[:, :, :2, :2] += 50.0
+        far = (layer(x2, z) - y)[:, :, 8:, 8:]
+        assert far.abs().max() < 1e-5
+    # the same change through instance normalisation moves the whole image
+    inorm = torch.nn.InstanceNorm2d(6, affine=False)
+    assert (inorm(x2) - inorm(x))[:, :, 4:, 4:].abs().max() > 0.1
+    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=32, norm="demod"))
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in g.modules())
+    # every layer but the first (2x2) and the last (to RGB): 4, 8, 16, 32, 64, 64
+    assert sum(isinstance(m, DemodulatedUp) for m in g.modules()) == 6
 
 
 def test_meta_round_trip_and_refusal(synthetic_rig):
@@ -158,9 +192,10 @@ def smooth_targets(n: int, size: int, seed: int = 0) -> torch.Tensor:
     return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def test_a_few_steps_lower_the_loss():
+@pytest.mark.parametrize("norm", ["instance", "demod"])
+def test_a_few_steps_lower_the_loss(norm):
     torch.manual_seed(0)
-    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64))
+    g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64, norm=norm))
     params, targets = random_params(4, seed=1), smooth_targets(4, 64)
     loss_fn = ImageLoss()
     opt = torch.optim.Adam(g.parameters(), lr=3e-3)
@@ -247,12 +282,17 @@ def test_vgg16_loader_rejects_wrong_dicts(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore")  # the legacy exporter's deprecation / tracer notes
-@pytest.mark.parametrize("maps, irises", [(False, False), (True, False), (True, True)])
-def test_onnx_export_matches_torch(tmp_path, maps, irises):
+@pytest.mark.parametrize("maps, irises, norm", [(False, False, "instance"), (True, False, "instance"),
+                                                (True, True, "instance"), (True, True, "demod")])
+def test_onnx_export_matches_torch(tmp_path, maps, irises, norm):
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     g = build_generator(GeneratorConfig(resolution=64, base_width=4, max_width=64, landmark_maps=maps,
-                                        iris_maps=irises)).eval()
+                                        iris_maps=irises, norm=norm)).eval()
+    if norm == "demod":
+        for m in g.modules():  # styles that differ per image, as after training
+            if isinstance(m, DemodulatedUp):
+                torch.nn.init.normal_(m.style.weight, std=0.5)
     path = tmp_path / "g.onnx"
     torch.onnx.export(g, (random_params(1),), str(path), dynamo=False, opset_version=17,
                       input_names=["params"], output_names=["image"],

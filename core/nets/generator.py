@@ -25,6 +25,13 @@ narrowest widths. Widths depend on a layer's output size ``s`` only:
 Instance normalisation over a 2x2 map keeps little besides the per-channel mean that it
 removes, so layers whose output is smaller than ``norm_min_size`` (default 4) use ReLU alone.
 
+Normalisation (``norm``): ``"instance"`` is the paper's, and it leaves the "droplet" known from
+StyleGAN: a fixed blob in one corner of every image, where the network parks a large activation
+to steer the per-image statistics. ``"demod"`` replaces each instance-normalised layer by
+StyleGAN2's modulated and demodulated convolution (:class:`DemodulatedUp`): the scaled parameter
+vector sets a per-image scale for each input channel, and each output channel is divided by the
+norm of its effective weights, so no statistic of the image is taken.
+
 Landmark maps (``landmark_maps``, on by default; this project's addition to the paper's G):
 the rig's own 68 landmarks of the same parameters (``core.rig.evaluate``, exact and differentiable),
 projected into the render, are drawn as one Gaussian map per landmark (sigma ``map_sigma``
@@ -63,6 +70,7 @@ CHECKPOINT_VERSION = 1
 
 RESOLUTIONS = (64, 128, 256)
 N_LAYERS = 8
+NORMS = ("instance", "demod")
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,15 @@ class GeneratorConfig:
     maps_max_size: int = 64  # ... and at most this large
     map_sigma: float = 1.0   # Gaussian width, in pixels of each map
     iris_maps: bool = False  # two more maps: the irises' centres (False: the 68 landmarks alone, as G was first made)
+    norm: str = "instance"   # "instance" (as G was first made) or "demod": weight demodulation, no per-image statistics
 
     def __post_init__(self):
         if self.resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}")
         if not self.map_sigma > 0:
             raise ValueError(f"map_sigma must be positive, got {self.map_sigma!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.base_width < 1 or self.max_width < 1:
             raise ValueError(f"widths must be positive, got base_width={self.base_width}, "
                              f"max_width={self.max_width}")
@@ -106,6 +117,33 @@ def _upsample_layer(cin: int, cout: int, stride: int) -> nn.ConvTranspose2d:
     if stride == 2:
         return nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1)
     return nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=1, padding=1)
+
+
+class DemodulatedUp(nn.Module):
+    """A transposed convolution whose input channels are scaled per image by a style (an affine
+    map of the scaled parameter vector, 1 at initialisation) and whose output channels are then
+    divided by the norm of their effective weights (StyleGAN2's modulation and demodulation, in
+    the form that scales activations rather than weights: one ordinary convolution per batch).
+    Unlike instance normalisation it takes no statistics of the image, so the network has no
+    reason to park a large activation in a corner to steer them (the "droplet")."""
+
+    def __init__(self, n_params: int, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv = _upsample_layer(cin, cout, stride)
+        self.conv.bias = None  # the bias comes after the demodulation
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.style = nn.Linear(n_params, cin)
+        nn.init.normal_(self.style.weight, std=0.01)
+        nn.init.ones_(self.style.bias)
+        # share of the kernel's taps that reach one output pixel (4 of 16 for stride 2, all for 1)
+        self.taps = 1.0 / stride ** 2
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        s = self.style(z)  # (N, cin)
+        y = self.conv(x * s[:, :, None, None])
+        w2 = self.conv.weight.pow(2).sum((2, 3))  # (cin, cout)
+        d = torch.rsqrt((s.pow(2) @ w2) * self.taps + 1e-8)  # (N, cout)
+        return y * d[:, :, None, None] + self.bias.view(1, -1, 1, 1)
 
 
 def landmark_maps(points: torch.Tensor, size: int, resolution: int, sigma: float) -> torch.Tensor:
@@ -149,12 +187,18 @@ class Generator(nn.Module):
             maps = cfg.landmark_maps and cfg.maps_min_size <= size_in <= cfg.maps_max_size
             self.map_sizes.append(size_in if maps else 0)
             cout = 3 if last else cfg.width(size)
-            layers: list[nn.Module] = [_upsample_layer(cin + (self.n_landmarks if maps else 0), cout, stride)]
-            if not last:
-                if size >= cfg.norm_min_size:
+            width_in = cin + (self.n_landmarks if maps else 0)
+            normed = not last and size >= cfg.norm_min_size
+            if normed and cfg.norm == "demod":
+                self.blocks.append(nn.ModuleList([DemodulatedUp(self.n_params, width_in, cout, stride),
+                                                  nn.ReLU(inplace=True)]))
+            else:
+                layers: list[nn.Module] = [_upsample_layer(width_in, cout, stride)]
+                if normed:
                     layers.append(nn.InstanceNorm2d(cout, affine=True))
-                layers.append(nn.ReLU(inplace=True))
-            self.blocks.append(nn.Sequential(*layers))
+                if not last:
+                    layers.append(nn.ReLU(inplace=True))
+                self.blocks.append(nn.Sequential(*layers))
             cin, size_in = cout, size
 
     def landmarks(self, params: torch.Tensor) -> torch.Tensor:
@@ -175,13 +219,18 @@ class Generator(nn.Module):
         has them already; otherwise G evaluates them (landmark maps only)."""
         x = params.reshape(params.shape[0], self.n_params, 1, 1)
         x = (x - self.lo) * self.inv_span
+        z = x.flatten(1)  # the scaled parameters: the demodulated layers' styles come from them
         if self.rig is not None and points is None:
             points = self.landmarks(params)
         for block, map_size in zip(self.blocks, self.map_sizes):
             if map_size:
                 maps = landmark_maps(points, map_size, self.cfg.resolution, self.cfg.map_sigma)
                 x = torch.cat([x, maps.to(x.dtype)], 1)
-            x = block(x)
+            if isinstance(block, nn.ModuleList):
+                up, act = block
+                x = act(up(x, z))
+            else:
+                x = block(x)
         return torch.sigmoid(x)
 
     def tiles(self, params: np.ndarray) -> list[np.ndarray]:

@@ -339,7 +339,7 @@ def main(args) -> int:
     manifest = read_manifest(args.pairs)
     gcfg = GeneratorConfig(resolution=args.resolution or manifest.resolution, base_width=args.base_width,
                            max_width=args.max_width, landmark_maps=args.landmark_maps,
-                           iris_maps=args.landmark_maps and args.iris_maps)
+                           iris_maps=args.landmark_maps and args.iris_maps, norm=args.norm)
     cfg = GeneratorTrainConfig(generator=gcfg, steps=args.steps, batch=args.batch, lr=args.lr,
                                lr_final=args.lr_final, loss=args.loss, region_weight=args.region_weight,
                                init=str(Path(args.init).resolve()) if args.init else None,
