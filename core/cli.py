@@ -142,9 +142,9 @@ def _train_generator_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iris-maps", action=argparse.BooleanOptionalAction, default=True,
                    help="with the landmark maps, two more at the irises' centres, so G is told where the eyes "
                         "look (default; --no-iris-maps: the 68 landmarks alone)")
-    p.add_argument("--norm", choices=("instance", "demod"), default="instance",
-                   help="G's normalisation: instance (the paper's, default) or demod (StyleGAN2's weight "
-                        "demodulation, styles from the parameters: no corner 'droplet')")
+    p.add_argument("--norm", choices=("instance", "demod"), default="demod",
+                   help="G's normalisation: demod (StyleGAN2's weight demodulation, styles from the "
+                        "parameters; default) or instance (the paper's; it leaves a 'droplet')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (cuda when present)")
     p.add_argument("--rig", help="rig spec TOML the dataset was rendered from (default: the built-in rig)")
