@@ -6,6 +6,8 @@ the "real" faces are G's own aligned renders, and frames of the shared media whe
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from au2rig.core.rig.layout import LAYOUT
 from au2rig.core.training.chain import LossWeights, Objective, RenderChain, with_base_au, with_base_identity
 
 SIZE = 64
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Constant(torch.nn.Module):
@@ -36,7 +39,9 @@ class Constant(torch.nn.Module):
 def nets(rig, tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("image_path")
-    g = build_generator(GeneratorConfig(resolution=64, base_width=2, max_width=16), rig=rig)
+    # G as train-generator makes it (iris maps, demodulation), small
+    g = build_generator(GeneratorConfig(resolution=64, base_width=2, max_width=16, iris_maps=True, norm="demod"),
+                        rig=rig)
     g_path = save_generator(g, folder / "generator.pt", rig)
     parser = FaceParser(19).eval()
     p_path = save_face_parser(parser, folder / "parser.pt", {"crop_size": SIZE, "eye_distance": 0.3})
@@ -101,6 +106,20 @@ def test_regressor_shapes(nets):
     # each sub-regressor: fusion -> stride-2 conv + BN -> two SE attention blocks -> two FC
     head = r.heads["au"]
     assert head.conv.stride == (2, 2) and len(head.attention) == 2 and head.fc2.out_features == 26
+
+
+def test_the_chain_runs_the_shipped_generator(rig):
+    """The image path's chain draws with the G the project ships (its landmark and iris maps
+    included) and aligns its images like the real crops."""
+    from au2rig.core.nets.generator import load_generator
+
+    g, _ = load_generator(ROOT / "core" / "models" / "generator.pt", rig=rig)
+    chain = RenderChain(g, FaceParser(19).eval(), rig, size=SIZE)
+    params = torch.as_tensor(np.stack([LAYOUT.neutral()] * 2), dtype=torch.float32).requires_grad_()
+    crops = chain.generate(params)
+    assert crops.shape == (2, 3, SIZE, SIZE) and torch.isfinite(crops).all()
+    crops.mean().backward()
+    assert params.grad is not None and torch.isfinite(params.grad).all()
 
 
 def test_losses_zero_where_they_should_be(chain):

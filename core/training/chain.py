@@ -93,8 +93,13 @@ class RenderChain(nn.Module):
 
     def generate(self, params: torch.Tensor) -> torch.Tensor:
         """G's images of ``params`` (N, P), aligned like the real crops: (N, 3, size, size)."""
-        lm = self.rig.landmarks_2d(params.double(), self.resolution)
-        images = self.generator(params, lm.to(params.dtype))
+        g = self.generator
+        if g.rig is not None:  # G's own points (the 68, and the irises when G draws from them)
+            points = g.landmarks(params.double())
+            lm = points[:, :len(self.rig.landmark_vertices)]
+        else:
+            points = lm = self.rig.landmarks_2d(params.double(), self.resolution)
+        images = g(params, points.to(params.dtype)) if g.rig is not None else g(params)
         transform = tuple(t.to(images.dtype) for t in crop_transform(lm, self.size, self.eye_distance))
         return warp_to_crop(images, transform, self.size)
 
