@@ -3,8 +3,9 @@
 G imitates the rig's renderer so that the chain parameters -> image is differentiable. As in
 the paper it is DCGAN-like: the (N, P) parameter vector (the full shared layout, P = 99) is
 reshaped to (N, P, 1, 1) and goes through **eight** ``ConvTranspose2d`` layers; every layer
-but the last is followed by ``InstanceNorm2d`` (affine) and ReLU, the last one maps to 3
-channels and a sigmoid gives RGB in [0, 1].
+but the last is followed by ``InstanceNorm2d`` (affine) and ReLU (the paper's; ``norm="demod"``,
+what train-generator makes and the project ships, modulates and demodulates those layers
+instead, below), the last one maps to 3 channels and a sigmoid gives RGB in [0, 1].
 
 Input scaling: each channel is first mapped to [0, 1] by its layout range
 (``(x - lo) / (hi - lo)``, so the pose in degrees and the 0..1 sliders arrive on one scale);
