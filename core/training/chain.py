@@ -94,12 +94,11 @@ class RenderChain(nn.Module):
     def generate(self, params: torch.Tensor) -> torch.Tensor:
         """G's images of ``params`` (N, P), aligned like the real crops: (N, 3, size, size)."""
         g = self.generator
-        if g.rig is not None:  # G's own points (the 68, and the irises when G draws from them)
-            points = g.landmarks(params.double())
-            lm = points[:, :len(self.rig.landmark_vertices)]
-        else:
-            points = lm = self.rig.landmarks_2d(params.double(), self.resolution)
-        images = g(params, points.to(params.dtype)) if g.rig is not None else g(params)
+        # G's own points (the 68, then the irises when G draws from them), evaluated once for both
+        points = g.landmarks(params.double()) if g.rig is not None else None
+        lm = (self.rig.landmarks_2d(params.double(), self.resolution) if points is None
+              else points[:, :len(self.rig.landmark_vertices)])
+        images = g(params, None if points is None else points.to(params.dtype))
         transform = tuple(t.to(images.dtype) for t in crop_transform(lm, self.size, self.eye_distance))
         return warp_to_crop(images, transform, self.size)
 
