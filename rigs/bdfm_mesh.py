@@ -674,7 +674,7 @@ def _skin_weights(m, skin: Skin, charts, heads, verts, lower_flag, zm, spec):
             b = bone.format(s)
             claim(strength * gauss(verts, heads[b], radius) * side_mask(verts, sgn), {b: 1.0})
     claim(0.8 * gauss(verts, heads["forehead"], [0.04, 0.035, 0.02]), {"forehead": 1.0})
-    claim(smoothstep(-0.128, -0.165, z), {"neck_skin": 1.0})
+    claim(smoothstep(-0.115, -0.2, z), {"neck_skin": 1.0})
     w["head"] = w.get("head", 0) + avail
     return w
 
