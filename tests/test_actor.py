@@ -171,6 +171,12 @@ def test_an_actors_low_brows_at_rest_are_not_a_frown(rig):
     valid = np.ones(len(frames), bool)
     est = OnnxEstimator()
     rest, brows, shape = take_neutral(est, estimate(est, frames, valid), valid, frames, "auto", np.arange(len(frames)))
-    assert set(rest) <= set(range(20)) and set(brows) <= set(range(20, 40))
+    assert set(rest) <= set(range(20))
     again = estimate(est, frames, valid, shape)
     assert again[:20, LAYOUT.index["AU04"]].max() < 0.1, again[:20, LAYOUT.index["AU04"]].max()
+    # where the brows' own resting frames are found among those whose brows sit higher (from one
+    # frame the low brows may read as a frown, or as brows merely low), the low ones are kept
+    from au2rig.core.tracking.actor import neutral_shape
+
+    higher = estimate(est, frames, valid, neutral_shape(frames[rest], frames[20:40]))
+    assert higher[:20, LAYOUT.index["AU04"]].max() < 0.1, higher[:20, LAYOUT.index["AU04"]].max()
