@@ -196,7 +196,6 @@ def test_pose_mirrors_and_moves_the_whole_head(rig):
     assert vp[tip, 0] > rig.vertices[tip, 0] + 0.02
 
 
-
 @pytest.mark.parametrize("channel, value", [("pose_roll", 30.0), ("pose_pitch", 30.0), ("pose_pitch", -30.0),
                                             ("pose_yaw", 45.0)])
 def test_the_neck_bends_at_the_pose_limits_without_shearing(rig, channel, value):
@@ -205,8 +204,7 @@ def test_the_neck_bends_at_the_pose_limits_without_shearing(rig, channel, value)
     68 points are the head's alone."""
     p = LAYOUT.neutral()
     p[LAYOUT.index[channel]] = value
-    edges = np.unique(np.sort(np.concatenate([rig.faces[:, [0, 1]], rig.faces[:, [1, 2]], rig.faces[:, [0, 2]]]),
-                              1), axis=0)
+    edges = _edge_use(rig.faces)[0]
     rest, posed = rig.vertices, rig.skin(p)[0]
     neck = (rest[edges, 2] < -0.10).all(1)
     stretch = (np.linalg.norm(posed[edges[:, 0]] - posed[edges[:, 1]], axis=1)
@@ -214,6 +212,7 @@ def test_the_neck_bends_at_the_pose_limits_without_shearing(rig, channel, value)
     assert neck.sum() > 1000
     assert 0.45 < stretch.min() and stretch.max() < 2.0, (stretch.min(), stretch.max())
     assert rig.dense_weights[rig.landmark_vertices, rig.bone_names.index("neck_skin")].max() == 0.0
+
 
 def _affected_landmarks(rig, channel_cols):
     """Landmarks the rig says a channel moves: weighted to a bone its tables touch, or below one."""
